@@ -1,0 +1,145 @@
+"""Face-alignment metrics: per-image NME first, then FR, AUC and CED from it.
+
+All functions take landmarks as (x, y) in any one pixel frame (the NME is a
+ratio, so the frame cancels as long as prediction and ground truth share it).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilefan_tf.heatmaps import decode_heatmaps
+from mobilefan_tf.specs import LandmarkSpec, get_spec
+
+NORMS = ("inter_ocular", "inter_pupil", "bbox_diagonal")
+
+
+def normalizer(gt: np.ndarray, spec: LandmarkSpec | str | int, norm: str = "inter_ocular") -> np.ndarray:
+    """Per-image normalising distance.
+
+    Args:
+        gt: [N, K, 2] ground-truth landmarks.
+        spec: The layout (gives eye indices).
+        norm: ``inter_ocular`` (outer eye corners), ``inter_pupil`` (pupils, or
+            eye-contour centroids where the layout has no pupil points) or
+            ``bbox_diagonal`` (diagonal of the landmarks' bounding box).
+
+    Returns:
+        [N] distances.
+    """
+    spec = get_spec(spec)
+    gt = np.asarray(gt, np.float64)
+    if norm == "inter_ocular":
+        a, b = spec.eye_outer
+        return np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    if norm == "inter_pupil":
+        p = spec.pupil_centers(gt)
+        return np.linalg.norm(p[:, 0] - p[:, 1], axis=-1)
+    if norm == "bbox_diagonal":
+        size = gt.max(axis=1) - gt.min(axis=1)
+        return np.linalg.norm(size, axis=-1)
+    raise ValueError(f"Unknown NME normaliser {norm!r} (use one of {NORMS})")
+
+
+def nme_per_image(pred, gt, spec: LandmarkSpec | str | int, norm: str = "inter_ocular") -> np.ndarray:
+    """Normalised mean error of each image: mean_k ||pred_k - gt_k|| / d.
+
+    Args:
+        pred: [N, K, 2] predicted landmarks.
+        gt: [N, K, 2] ground truth, same frame.
+
+    Returns:
+        [N] NME of each image, as a fraction (0.035 = 3.5 %).
+    """
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"pred and gt must both be [N, K, 2]; got {pred.shape} and {gt.shape}")
+    err = np.linalg.norm(pred - gt, axis=-1).mean(axis=-1)
+    return err / normalizer(gt, spec, norm)
+
+
+def failure_rate(nmes, threshold: float = 0.08) -> float:
+    """Fraction of images whose NME is above `threshold`."""
+    nmes = np.asarray(nmes, np.float64)
+    return float(np.mean(nmes > threshold))
+
+
+def auc(nmes, threshold: float = 0.08) -> float:
+    """Area under the CED curve on [0, threshold], normalised to [0, 1].
+
+    Computed exactly: the CED is a step function, so its area is
+    mean_i max(0, threshold - nme_i) / threshold (no sampling of the curve).
+    """
+    nmes = np.asarray(nmes, np.float64)
+    return float(np.mean(np.clip(threshold - nmes, 0.0, None)) / threshold)
+
+
+def ced_curve(nmes, threshold: float = 0.08, num: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: x = NME in [0, threshold], y = fraction of images with NME <= x."""
+    nmes = np.sort(np.asarray(nmes, np.float64))
+    x = np.linspace(0.0, threshold, num)
+    y = np.searchsorted(nmes, x, side="right") / max(len(nmes), 1)
+    return x, y
+
+
+def summarize(nmes, threshold: float = 0.08) -> dict[str, float]:
+    """NME (mean), FR and AUC at `threshold` as a dict."""
+    nmes = np.asarray(nmes, np.float64)
+    return {
+        "nme": float(nmes.mean()),
+        "failure_rate": failure_rate(nmes, threshold),
+        "auc": auc(nmes, threshold),
+        "threshold": threshold,
+        "num_images": int(nmes.size),
+    }
+
+
+@keras.saving.register_keras_serializable(package="mobilefan_tf")
+class NormalizedMeanError(keras.metrics.Metric):
+    """Mean inter-ocular (or other) NME of decoded heatmaps, for `model.fit`.
+
+    y_true and y_pred are [B, H, W, K] heatmaps; both are decoded (DARK), so
+    ground truth needs no extra input. Reported as a fraction.
+    """
+
+    def __init__(self, spec: str | int = "300w", norm: str = "inter_ocular", name: str = "nme", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.spec_name = get_spec(spec).name
+        self.norm = norm
+        if norm not in NORMS:
+            raise ValueError(f"Unknown NME normaliser {norm!r} (use one of {NORMS})")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        spec = get_spec(self.spec_name)
+        gt, _ = decode_heatmaps(y_true)
+        pred, _ = decode_heatmaps(y_pred)
+        if self.norm == "inter_ocular":
+            a, b = spec.eye_outer
+            d = tf.norm(gt[:, a] - gt[:, b], axis=-1)
+        elif self.norm == "inter_pupil":
+            if spec.pupils is not None:
+                pa, pb = gt[:, spec.pupils[0]], gt[:, spec.pupils[1]]
+            else:
+                pa = tf.reduce_mean(tf.gather(gt, list(spec.eye_contours[0]), axis=1), axis=1)
+                pb = tf.reduce_mean(tf.gather(gt, list(spec.eye_contours[1]), axis=1), axis=1)
+            d = tf.norm(pa - pb, axis=-1)
+        else:
+            d = tf.norm(tf.reduce_max(gt, axis=1) - tf.reduce_min(gt, axis=1), axis=-1)
+        nme = tf.reduce_mean(tf.norm(pred - gt, axis=-1), axis=-1) / tf.maximum(d, 1e-6)
+        self.total.assign_add(tf.reduce_sum(nme))
+        self.count.assign_add(tf.cast(tf.shape(nme)[0], tf.float32))
+
+    def result(self):
+        return self.total / tf.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec_name, "norm": self.norm}

@@ -1,0 +1,32 @@
+"""Installs mobilefan_tf (library), distillation and experiments, and the `mobilefan` CLI."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mobilefan-tf",
+    version="0.1.0",
+    description="MobileFAN facial landmark detection in Keras 3 / TensorFlow: train, distil, export.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mobilefan_tf", "mobilefan_tf.*", "distillation", "distillation.*", "experiments"]),
+    package_data={"mobilefan_tf": ["assets/*", "assets/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow-cpu>=2.21,<2.22",
+        "keras>=3.10",
+        "numpy",
+        "matplotlib",
+        "absl-py",
+        "tensorflow-datasets",
+        "pillow",
+        "scipy",
+        "h5py",
+        "opencv-python-headless",
+        "ai-edge-litert",
+    ],
+    extras_require={
+        "test": ["pytest", "ruff", "scikit-image"],
+        "qat": ["tf_keras>=2.21,<2.22", "tensorflow-model-optimization"],
+        "dlib": ["dlib-bin"],
+    },
+    entry_points={"console_scripts": ["mobilefan=mobilefan_tf.cli:main"]},
+)
