@@ -22,6 +22,7 @@ setup(
         "h5py",
         "opencv-python-headless",
         "ai-edge-litert",
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest", "ruff", "scikit-image"],
