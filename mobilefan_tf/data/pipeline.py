@@ -1,0 +1,179 @@
+"""`build_dataset`: images + landmarks -> batched (image, heatmaps) tf.data pipeline.
+
+Per element: decode (files) -> [cache] -> crop + augmentation as ONE affine
+warp (pixels resampled once, landmarks moved by the same matrix, indices
+permuted on flips) -> occlusion, colour jitter, blur. Per batch: Gaussian
+heatmaps from `mobilefan_tf.heatmaps.encode_heatmaps`. Randomness is
+stateless, keyed on (seed stream, element index), so a seeded pipeline
+gives the same batches every time it is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from mobilefan_tf.data.augment import AugmentConfig, photometric, random_affine, warp_image
+from mobilefan_tf.data.readers import FaceSample, check_image_file, check_landmarks
+from mobilefan_tf.data.transforms import crop_matrix, face_box
+from mobilefan_tf.heatmaps import encode_heatmaps, input_to_heatmap
+from mobilefan_tf.specs import LandmarkSpec, get_spec
+
+
+def _validate(samples: Sequence[FaceSample], k: int, skip_bad: bool) -> tuple[list[FaceSample], list[tuple[str, str]]]:
+    good, skipped = [], []
+    for s in samples:
+        where = s.image_path or s.name
+        problem = check_landmarks(np.asarray(s.landmarks, np.float32), k)
+        if problem is None and s.image is None:
+            problem = check_image_file(s.image_path) if s.image_path else "no image_path and no in-memory image"
+        if problem is None and s.image is not None and (s.image.ndim != 3 or s.image.shape[-1] != 3):
+            problem = f"expected an [H, W, 3] image, got shape {s.image.shape}"
+        if problem is None:
+            good.append(s)
+        elif skip_bad:
+            skipped.append((where, problem))
+        else:
+            raise ValueError(f"{where}: {problem}")
+    if skipped:
+        logging.warning("build_dataset: skipped %d bad sample(s), first: %s", len(skipped), skipped[0])
+    return good, skipped
+
+
+def _source(images, landmarks, k: int, crop_scale: float, input_size: int, skip_bad: bool):
+    """Returns (dataset of (image or path, landmarks, crop matrix), is_path, N, skipped)."""
+    if isinstance(images, np.ndarray):
+        if landmarks is None:
+            raise ValueError("build_dataset: an image array needs a landmarks array [N, K, 2]")
+        landmarks = np.asarray(landmarks, np.float32)
+        if images.ndim != 4 or landmarks.shape != (len(images), k, 2):
+            raise ValueError(f"build_dataset: expected images [N,H,W,3] and landmarks [N,{k},2], got "
+                             f"{images.shape} and {landmarks.shape}")
+        mats = crop_matrix(face_box(landmarks), input_size, crop_scale)
+        return tf.data.Dataset.from_tensor_slices((images, landmarks, mats)), False, len(images), []
+    samples, skipped = _validate(list(images), k, skip_bad)
+    if not samples:
+        raise ValueError("build_dataset: no usable samples")
+    lms = np.stack([np.asarray(s.landmarks, np.float32) for s in samples])
+    boxes = np.stack([face_box(s.landmarks) if s.box is None else np.asarray(s.box, np.float32) for s in samples])
+    mats = crop_matrix(boxes, input_size, crop_scale)
+    if all(s.image is None for s in samples):
+        paths = [s.image_path for s in samples]
+        return tf.data.Dataset.from_tensor_slices((paths, lms, mats)), True, len(samples), skipped
+    shapes = {s.image.shape if s.image is not None else None for s in samples}
+    if len(shapes) == 1 and None not in shapes:
+        pixels = np.stack([s.image for s in samples])
+        return tf.data.Dataset.from_tensor_slices((pixels, lms, mats)), False, len(samples), skipped
+
+    def generate():  # Mixed sizes or sources: decode in Python.
+        import cv2
+
+        for s, lm, m in zip(samples, lms, mats, strict=True):
+            image = s.image if s.image is not None else cv2.imread(s.image_path)[:, :, ::-1]
+            yield np.ascontiguousarray(image), lm, m
+
+    sig = (tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([k, 2], tf.float32), tf.TensorSpec([2, 3], tf.float32))
+    return tf.data.Dataset.from_generator(generate, output_signature=sig), False, len(samples), skipped
+
+
+def _decode(path, landmarks, matrix):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return image, landmarks, matrix
+
+
+def build_dataset(
+    images,
+    landmarks=None,
+    spec: str | int | LandmarkSpec = "300w",
+    input_size: int = 256,
+    heatmap_size: int | None = None,
+    sigma: float = 1.0,
+    augment: AugmentConfig | None = None,
+    batch_size: int = 16,
+    shuffle: bool = True,
+    seed: int | None = None,
+    cache: bool = False,
+    repeat: bool = False,
+    crop_scale: float = 1.25,
+    with_landmarks: bool = False,
+    skip_bad: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Builds the training/evaluation input pipeline.
+
+    Args:
+        images: A list of `FaceSample` (files decoded with tf.io inside the
+            pipeline, or their in-memory images), or uint8 [N, H, W, 3].
+        landmarks: float [N, K, 2] original-image pixel centres, with an array `images`.
+        spec: Landmark layout (name, K or `LandmarkSpec`); gives K and flip pairs.
+        input_size: S, square network input side.
+        heatmap_size: Hm, default S // 4.
+        sigma: Heatmap Gaussian sigma in heatmap pixels.
+        augment: `AugmentConfig`, or None for crop only.
+        batch_size: B.
+        shuffle: Shuffle the samples (every epoch).
+        seed: Makes shuffling and augmentation reproducible; None: random.
+        cache: Keep decoded (un-augmented) images in memory after the first pass.
+        repeat: Repeat forever (each pass draws new augmentations).
+        crop_scale: Crop side relative to the face box's longer side (the
+            box is `FaceSample.box`, else the landmarks' bounding box).
+        with_landmarks: Also yield the landmarks.
+        skip_bad: Drop bad samples (missing/truncated image, wrong K, NaN
+            coords) instead of raising; they are listed in ``dataset.skipped``.
+        drop_remainder: Drop the last partial batch.
+
+    Returns:
+        Dataset of ``(image, heatmaps)``: float32 [B, S, S, 3] in 0..255 and
+        float32 [B, Hm, Hm, K]; with `with_landmarks` a 3-tuple
+        ``(image, heatmaps, landmarks)``, landmarks float32 [B, K, 2] in
+        input-pixel centres (may fall outside 0..S-1 after augmentation).
+    """
+    spec = get_spec(spec)
+    k = spec.num_points
+    heatmap_size = heatmap_size or input_size // 4
+    stride = input_size / heatmap_size
+    augment = augment or AugmentConfig.none()
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    perm = tf.constant(spec.flip_permutation, tf.int32)
+
+    ds, is_path, n, skipped = _source(images, landmarks, k, crop_scale, input_size, skip_bad)
+    ds = ds.enumerate()  # (index, (image/path, landmarks, matrix))
+    if shuffle and not cache:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if is_path:
+        ds = ds.map(lambda i, x: (i, _decode(*x)), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # One random key per element and pass; with the index it seeds every op.
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip(ds, keys)
+
+    def augment_one(item, key):
+        index, (image, lm, crop) = item
+        op_seed = tf.stack([key, index])
+        aug, flipped = random_affine(augment, input_size, tf.random.experimental.stateless_fold_in(op_seed, 0))
+        matrix = aug @ tf.concat([crop, tf.constant([[0.0, 0.0, 1.0]])], 0)
+        pixels = warp_image(image, matrix, input_size)
+        pixels = photometric(pixels, augment, tf.random.experimental.stateless_fold_in(op_seed, 1))
+        moved = tf.linalg.matvec(matrix[None, :2, :2], lm) + matrix[:2, 2]
+        moved = tf.cond(flipped, lambda: tf.gather(moved, perm), lambda: moved)
+        return tf.ensure_shape(pixels, [input_size, input_size, 3]), tf.ensure_shape(moved, [k, 2])
+
+    ds = ds.map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def add_heatmaps(pixels, lm):
+        maps = encode_heatmaps(input_to_heatmap(lm, stride), heatmap_size, sigma)
+        return (pixels, maps, lm) if with_landmarks else (pixels, maps)
+
+    ds = ds.map(add_heatmaps, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds.skipped = skipped
+    return ds
