@@ -208,6 +208,15 @@ class Distiller(keras.Model):
         images, heatmaps, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._update_metrics(self.compute_losses(images, heatmaps, training=False), heatmaps)
 
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        """`keras.Model.fit`, refusing empty datasets before any training starts."""
+        if not hasattr(self, "stages"):
+            raise ValueError("Call Distiller.compile(...) before fit")
+        for what, ds in (("training", x), ("validation", validation_data)):
+            if isinstance(ds, tf.data.Dataset) and int(ds.cardinality()) == 0:
+                raise ValueError(f"The {what} dataset is empty: no batches to distil on")
+        return super().fit(x, y, *args, validation_data=validation_data, **kwargs)
+
     # --------------------------------------------------------------- saving
     def save(self, filepath, *args, **kwargs):
         """Saves the *student alone* (no teacher, no adaptors) as a full model.
