@@ -108,6 +108,13 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
     coords = tf.cast(tf.stack([ix, iy], axis=-1), tf.float32)
     if method == "argmax":
         return coords, scores
+    if method == "dark":
+        # Expand around the nearest interior pixel, so a peak on the border
+        # still has a full 3x3 neighbourhood (the log of a Gaussian is
+        # quadratic everywhere, so the Newton step stays exact).
+        ix = tf.clip_by_value(ix, 1, width - 2)
+        iy = tf.clip_by_value(iy, 1, height - 2)
+        coords = tf.cast(tf.stack([ix, iy], axis=-1), tf.float32)
 
     src = _blur(heatmaps, blur_sigma) if (method == "dark" and blur_sigma) else heatmaps
     # Pad by one pixel (edge values) so the 3x3 neighbourhood always exists.
@@ -138,7 +145,7 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
     safe_det = tf.where(ok, det, tf.ones_like(det))
     ox = -(hyy * gx - hxy * gy) / safe_det
     oy = -(hxx * gy - hxy * gx) / safe_det
-    offset = tf.clip_by_value(tf.stack([ox, oy], axis=-1), -1.0, 1.0)
+    offset = tf.clip_by_value(tf.stack([ox, oy], axis=-1), -1.5, 1.5)
     offset = tf.where(ok[..., None], offset, tf.zeros_like(offset))
     return coords + offset, scores
 

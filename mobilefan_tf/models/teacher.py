@@ -113,7 +113,13 @@ class HourglassTeacher(LandmarkModelMixin, keras.Model):
                         keras.layers.Conv2D(channels, 1, name=f"hg{s}_fwd_heat")(heat),
                     ]
                 )
-        features = {"feat1": taps[hm_size // 4], "feat2": taps[hm_size // 2], "feat3": feature}
+        # The merged hourglass outputs are pre-activation; a ReLU (feature path
+        # only) puts them in the same non-negative range as the student's.
+        features = {
+            "feat1": keras.layers.ReLU(name="feat1")(taps[hm_size // 4]),
+            "feat2": keras.layers.ReLU(name="feat2")(taps[hm_size // 2]),
+            "feat3": feature,
+        }
         super().__init__(
             inputs, outputs if num_stacks > 1 else outputs[0], name=kwargs.pop("name", "hourglass"), **kwargs
         )
