@@ -1,0 +1,126 @@
+"""TFDS builders for 300W, WFLW and COFW, reading local files (``manual_dir``).
+
+    builder = Landmarks300W(data_dir="~/tensorflow_datasets")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir="../shared/data/300w"))
+    ds = builder.as_dataset(split="train")
+
+Every example: ``image`` uint8 [H, W, 3], ``landmarks`` float32 [K, 2]
+(0-based pixel centres), ``box`` float32 [4] (x0, y0, x1, y1; the landmark
+box where the dataset has none), ``name`` and ``attributes`` (per dataset).
+Only splits with at least one example are created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from mobilefan_tf.data.readers import WFLW_ATTRIBUTES, FaceSample, read_300w, read_cofw, read_wflw, split_300w
+from mobilefan_tf.data.transforms import face_box
+
+# TFDS's default `code_path` lookup needs the optional `importlib_resources`
+# package; each builder states its source file directly instead.
+_CODE_PATH = epath.Path(__file__)
+
+
+def _features(num_points: int, attributes: dict) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "landmarks": tfds.features.Tensor(shape=(num_points, 2), dtype=np.float32),
+        "box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+        "name": tfds.features.Text(),
+        "attributes": tfds.features.FeaturesDict(attributes),
+    })
+
+
+def _example(sample: FaceSample, attributes: dict) -> tuple[str, dict]:
+    box = face_box(sample.landmarks) if sample.box is None else sample.box
+    image = sample.image if sample.image is not None else sample.image_path
+    return sample.name, {
+        "image": image, "landmarks": sample.landmarks, "box": np.asarray(box, np.float32),
+        "name": sample.name, "attributes": attributes,
+    }
+
+
+class Landmarks300W(tfds.core.GeneratorBasedBuilder):
+    """300W (iBUG 68 points): splits train, common, challenging, full."""
+
+    name = "mobilefan_300w"
+    code_path = _CODE_PATH
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Place the 300W folders (afw, helen/{trainset,testset}, lfpw/{trainset,testset}, ibug; "
+        "NAME.jpg + NAME.pts) anywhere under manual_dir. Set the builder's index_base to 1 for the "
+        "published (1-based) .pts files."
+    )
+    index_base = 0
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(68, {"subset": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+        samples = read_300w(dl_manager.manual_dir, index_base=self.index_base)
+        splits = {name: split_300w(samples, name) for name in ("train", "common", "challenging", "full")}
+        return {name: self._generate_examples(items) for name, items in splits.items() if items}
+
+    def _generate_examples(self, samples):
+        for s in samples:
+            yield _example(s, {"subset": s.attributes["subset"]})
+
+
+class LandmarksWFLW(tfds.core.GeneratorBasedBuilder):
+    """WFLW (98 points) with its six attribute flags: splits train, test."""
+
+    name = "mobilefan_wflw"
+    code_path = _CODE_PATH
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Extract WFLW_annotations (list_98pt_rect_attr_{train,test}.txt) and WFLW_images into manual_dir."
+    )
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(98, {k: np.bool_ for k in WFLW_ATTRIBUTES}))
+
+    def _split_generators(self, dl_manager):
+        root = Path(dl_manager.manual_dir)
+        images = next(root.rglob("WFLW_images"), root)
+        out = {}
+        for split in ("train", "test"):
+            ann = next(root.rglob(f"list_98pt_rect_attr_{split}.txt"), None)
+            if ann is not None:
+                out[split] = self._generate_examples(read_wflw(ann, images))
+        return out
+
+    def _generate_examples(self, samples):
+        for s in samples:
+            yield _example(s, s.attributes)
+
+
+class LandmarksCOFW(tfds.core.GeneratorBasedBuilder):
+    """COFW (29 points, per-point occlusion flags): splits train, test."""
+
+    name = "mobilefan_cofw"
+    code_path = _CODE_PATH
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Place COFW_train[_color].mat and COFW_test[_color].mat in manual_dir."
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        occluded = tfds.features.Tensor(shape=(29,), dtype=np.bool_)
+        return self.dataset_info_from_configs(features=_features(29, {"occluded": occluded}))
+
+    def _split_generators(self, dl_manager):
+        root = Path(dl_manager.manual_dir)
+        out = {}
+        for split in ("train", "test"):
+            files = sorted(root.glob(f"COFW_{split}*.mat"), key=lambda p: "color" not in p.name)
+            if files:  # Prefer the colour version.
+                out[split] = self._generate_examples(read_cofw(files[0]))
+        return out
+
+    def _generate_examples(self, samples):
+        for s in samples:
+            yield _example(s, {"occluded": s.attributes["occluded"]})
