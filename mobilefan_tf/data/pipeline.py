@@ -146,6 +146,8 @@ def build_dataset(
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if is_path:
         ds = ds.map(lambda i, x: (i, _decode(*x)), num_parallel_calls=tf.data.AUTOTUNE)
+        if skip_bad:  # Files that pass the cheap checks but still fail to decode.
+            ds = ds.ignore_errors(log_warning=True)
     if cache:
         ds = ds.cache()
         if shuffle:
