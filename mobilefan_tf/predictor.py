@@ -1,0 +1,306 @@
+"""Landmarks on photos: model loading (Keras, SavedModel, TFLite) and `Predictor`.
+
+Every runner here has the Keras models' API: `input_size`, `num_keypoints`,
+`check_images(images)` and `predict_landmarks(images) -> (landmarks [B, K, 2]
+in input pixels, scores [B, K])` for face crops [B, S, S, 3] RGB 0..255.
+
+`Predictor` goes from a whole photo to landmarks in that photo's pixels:
+detect faces (or take boxes), crop each like training, run the model, map
+the landmarks back through the crop's affine transform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from mobilefan_tf.detector import FaceDetector, default_detector
+from mobilefan_tf.export import DEFAULT_CROP_SCALE, METADATA_FILE
+
+MAX_SIDE = 4096  # photos with a longer side are downscaled before detection
+MAX_PIXELS = 100_000_000  # larger photos are refused
+
+
+class _RunnerBase:
+    """Shared `check_images` of the non-Keras runners."""
+
+    input_size: int
+    name: str
+
+    def check_images(self, images) -> np.ndarray:
+        """Validates a batch [B, S, S, 3] (or one [S, S, 3]) RGB 0..255 -> float32."""
+        arr = np.asarray(images)
+        if arr.ndim == 3:
+            arr = arr[None]
+        want = (self.input_size, self.input_size, 3)
+        if arr.ndim != 4 or arr.shape[1:] != want:
+            raise ValueError(f"{self.name} expects images of shape [batch, {want[0]}, {want[1]}, 3], got {list(arr.shape)}")
+        return arr.astype(np.float32)
+
+
+class TFLiteModel(_RunnerBase):
+    """Runs a `.tflite` from `export_tflite` (batch 1) with ai-edge-litert.
+
+    Args:
+        path: The flatbuffer.
+        num_threads: CPU threads of the interpreter (XNNPACK).
+    """
+
+    def __init__(self, path: str, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = path
+        self.name = os.path.basename(path)
+        self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        (inp,) = self.interpreter.get_input_details()
+        self._input = inp
+        shape = list(inp["shape"])
+        if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] != 3:
+            raise ValueError(f"{path}: not a landmark model (input shape {shape}, want [1, S, S, 3])")
+        self.input_size = int(shape[1])
+        self._landmarks = self._scores = None
+        for out in self.interpreter.get_output_details():
+            if len(out["shape"]) == 3 and out["shape"][-1] == 2:
+                self._landmarks = out
+            elif len(out["shape"]) == 2:
+                self._scores = out
+        if self._landmarks is None or self._scores is None:
+            raise ValueError(f"{path}: outputs are not landmarks [1, K, 2] and scores [1, K]")
+        self.num_keypoints = int(self._landmarks["shape"][1])
+        self.metadata = _read_json(path + ".json")
+        self.heatmap_size = self.metadata.get("heatmap_size", self.input_size // 4)
+        self.crop_scale = float(self.metadata.get("crop_scale", DEFAULT_CROP_SCALE))
+
+    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if dtype == np.float32:
+            return image
+        scale, zero = self._input["quantization"]
+        q = np.round(image / scale + zero)
+        info = np.iinfo(dtype)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def _output(self, detail) -> np.ndarray:
+        out = self.interpreter.get_tensor(detail["index"])
+        if out.dtype != np.float32:
+            scale, zero = detail["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+    def predict_landmarks(self, images, batch_size: int = 1, method: str = "dark"):
+        """Landmarks [B, K, 2] (input pixels) and scores [B, K]; runs one face at a time."""
+        del batch_size, method  # fixed batch 1; decoding is baked into the graph
+        arr = self.check_images(images)
+        landmarks, scores = [], []
+        for image in arr:
+            self.interpreter.set_tensor(self._input["index"], self._quantize_input(image[None]))
+            self.interpreter.invoke()
+            landmarks.append(self._output(self._landmarks)[0])
+            scores.append(self._output(self._scores)[0])
+        return np.stack(landmarks), np.stack(scores)
+
+
+class SavedModelRunner(_RunnerBase):
+    """Runs the `serving_default` signature of a SavedModel from `export_saved_model`."""
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        self.path = path
+        self.name = os.path.basename(os.path.normpath(path))
+        loaded = tf.saved_model.load(path)
+        if "serving_default" not in loaded.signatures:
+            raise ValueError(f"{path}: SavedModel has no serving_default signature")
+        self._loaded = loaded  # keeps the variables alive
+        self.signature = loaded.signatures["serving_default"]
+        spec = list(self.signature.structured_input_signature[1].values())[0]
+        outputs = self.signature.structured_outputs
+        if "landmarks" not in outputs or spec.shape.rank != 4:
+            raise ValueError(f"{path}: serving_default does not map images to landmarks")
+        self._input_name = spec.name
+        self.input_size = int(spec.shape[1])
+        self.num_keypoints = int(outputs["landmarks"].shape[1])
+        self.metadata = _read_json(os.path.join(path, "assets.extra", METADATA_FILE))
+        self.heatmap_size = self.metadata.get("heatmap_size", self.input_size // 4)
+        self.crop_scale = float(self.metadata.get("crop_scale", DEFAULT_CROP_SCALE))
+
+    def predict_landmarks(self, images, batch_size: int = 16, method: str = "dark"):
+        """Landmarks [B, K, 2] (input pixels) and scores [B, K]."""
+        import tensorflow as tf
+
+        del method
+        arr = self.check_images(images)
+        landmarks, scores = [], []
+        for i in range(0, len(arr), batch_size):
+            out = self.signature(**{self._input_name: tf.constant(arr[i : i + batch_size])})
+            landmarks.append(out["landmarks"].numpy())
+            scores.append(out["scores"].numpy())
+        return np.concatenate(landmarks), np.concatenate(scores)
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_landmark_model(path: str, num_threads: int = 1):
+    """Loads a `.keras` file, a SavedModel directory or a `.tflite` file.
+
+    Raises:
+        FileNotFoundError / ValueError with a one-line message naming `path`.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model not found: {path}")
+    try:
+        if os.path.isdir(path):
+            if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+                raise ValueError("directory is not a SavedModel (no saved_model.pb)")
+            return SavedModelRunner(path)
+        if path.endswith(".tflite"):
+            return TFLiteModel(path, num_threads=num_threads)
+        if path.endswith(".keras"):
+            import keras
+
+            import mobilefan_tf.models  # noqa: F401 - registers the model classes
+
+            model = keras.saving.load_model(path, compile=False)
+            if not hasattr(model, "predict_landmarks"):
+                raise ValueError("not a mobilefan_tf landmark model")
+            return model
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"cannot load model {path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - loaders raise many types; keep one line
+        raise ValueError(f"cannot load model {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+    raise ValueError(f"cannot load model {path}: unknown format (want .keras, .tflite or a SavedModel dir)")
+
+
+def to_rgb_uint8(image) -> np.ndarray:
+    """Converts gray [H, W] / [H, W, 1], RGBA, 16-bit or float 0..255 images to uint8 RGB [H, W, 3]."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4) or min(arr.shape[:2]) < 1:
+        raise ValueError(f"not an image: array of shape {list(arr.shape)}")
+    arr = arr[..., :3]
+    if arr.dtype == np.uint16:
+        arr = arr / 257.0
+    elif arr.dtype == np.bool_:
+        arr = arr * 255.0
+    return np.clip(np.round(arr.astype(np.float64)), 0, 255).astype(np.uint8) if arr.dtype != np.uint8 else arr
+
+
+def read_image(path: str) -> np.ndarray:
+    """Reads any PIL-readable photo as uint8 RGB [H, W, 3] (EXIF rotation applied).
+
+    Raises:
+        ValueError: one line, for non-images, truncated files and huge images.
+    """
+    from PIL import Image, ImageOps
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError("no such file")
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"image too large ({im.width}x{im.height}, limit {MAX_PIXELS} pixels)")
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im).astype(np.float64)
+                arr = arr / 257.0 if arr.max() > 255 else arr
+                return to_rgb_uint8(arr)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(background, im)
+            return np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError:
+        raise ValueError(f"image too large (limit {MAX_PIXELS} pixels)") from None
+    except Image.UnidentifiedImageError:
+        raise ValueError("not an image (unrecognised format)") from None
+    except OSError as err:
+        raise ValueError(f"unreadable image ({err})") from None
+
+
+class Predictor:
+    """Photo -> faces -> landmarks in the photo's pixels.
+
+    Args:
+        model: A path (``.keras``, SavedModel dir, ``.tflite``), a Keras
+            landmark model, or a runner (`TFLiteModel`, `SavedModelRunner`).
+            None loads the shipped default model.
+        detector: A `FaceDetector`; None uses `default_detector()` (created on
+            the first photo without boxes).
+        crop_scale: Side of the crop / side of the face box, as in training
+            (`data.crop_face`'s `scale`); defaults to the model's metadata, else 1.25.
+        num_threads: TFLite threads when loading a `.tflite`.
+    """
+
+    def __init__(self, model=None, detector: FaceDetector | None = None, crop_scale: float | None = None, num_threads: int = 1):
+        if model is None:
+            from mobilefan_tf.default_model import default_model_path
+
+            model = default_model_path()
+        if isinstance(model, (str, os.PathLike)):
+            model = load_landmark_model(os.fspath(model), num_threads=num_threads)
+        self.model = model
+        self._detector = detector
+        self.crop_scale = float(crop_scale or getattr(model, "crop_scale", None) or DEFAULT_CROP_SCALE)
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = default_detector()
+        return self._detector
+
+    def predict(self, image, boxes=None) -> list[dict]:
+        """Finds the landmarks of every face in a photo.
+
+        Args:
+            image: [H, W, 3] RGB (or gray, RGBA, 16-bit; converted) of any size.
+            boxes: Optional [N, 4] face boxes (x0, y0, x1, y1) in photo pixels;
+                detected when None. Detector boxes are converted to
+                landmark-like boxes by the detector's `to_landmark_box`.
+
+        Returns:
+            One dict per face: ``box`` [4] (the face box used), ``landmarks``
+            [K, 2] float32 (x, y) in photo pixels and ``scores`` [K].
+        """
+        from mobilefan_tf.data import apply_affine, crop_face, invert_affine
+
+        photo = to_rgb_uint8(image)
+        h, w = photo.shape[:2]
+        factor = min(1.0, MAX_SIDE / max(h, w))
+        small = photo if factor == 1.0 else _resize(photo, factor)
+        if boxes is None:
+            found = self.detector.detect(small)
+            boxes = self.detector.to_landmark_box(found) / factor if len(found) else np.zeros((0, 4))
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return []
+        crops, matrices = [], []
+        for box in boxes:
+            crop, matrix = crop_face(small, box=box * factor, output_size=self.model.input_size, scale=self.crop_scale)
+            crops.append(crop)
+            matrices.append(matrix)
+        landmarks, scores = self.model.predict_landmarks(np.stack(crops).astype(np.float32))
+        faces = []
+        for box, matrix, lm, sc in zip(boxes, matrices, landmarks, scores, strict=True):
+            back = apply_affine(invert_affine(matrix), lm) / factor
+            faces.append({"box": box.astype(np.float32), "landmarks": np.asarray(back, np.float32), "scores": sc})
+        return faces
+
+
+def _resize(image: np.ndarray, factor: float) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
