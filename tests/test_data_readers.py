@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -213,4 +212,3 @@ def test_cofw_bad_files(tmp_path):
 def test_missing_root(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         read_300w(tmp_path / "absent")
-    shutil.rmtree(tmp_path)
