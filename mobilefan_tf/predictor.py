@@ -36,7 +36,9 @@ class _RunnerBase:
             arr = arr[None]
         want = (self.input_size, self.input_size, 3)
         if arr.ndim != 4 or arr.shape[1:] != want:
-            raise ValueError(f"{self.name} expects images of shape [batch, {want[0]}, {want[1]}, 3], got {list(arr.shape)}")
+            raise ValueError(
+                f"{self.name} expects images of shape [batch, {want[0]}, {want[1]}, 3], got {list(arr.shape)}"
+            )
         return arr.astype(np.float32)
 
 
@@ -243,7 +245,9 @@ class Predictor:
         num_threads: TFLite threads when loading a `.tflite`.
     """
 
-    def __init__(self, model=None, detector: FaceDetector | None = None, crop_scale: float | None = None, num_threads: int = 1):
+    def __init__(
+        self, model=None, detector: FaceDetector | None = None, crop_scale: float | None = None, num_threads: int = 1
+    ):
         if model is None:
             from mobilefan_tf.default_model import default_model_path
 

@@ -1,0 +1,283 @@
+"""The `mobilefan` command: predict, evaluate, export and benchmark.
+
+Errors print one line, ``mobilefan: error: <file>: <problem>``, on stderr and
+exit non-zero; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+PROG = "mobilefan"
+
+
+class CliError(Exception):
+    """An error reported as one line: ``<where>: <problem>``."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"{where}: {problem}")
+
+
+def _box(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
+        raise argparse.ArgumentTypeError(f"bad box {text!r}: want x0,y0,x1,y1 with x1>x0, y1>y0")
+    return values
+
+
+def _model_path(args) -> str:
+    if args.model:
+        return args.model
+    from mobilefan_tf.default_model import NoDefaultModelError, default_model_path
+
+    try:
+        return default_model_path()
+    except NoDefaultModelError as err:
+        raise CliError("--model", str(err)) from None
+
+
+def _load(path: str, threads: int = 1):
+    from mobilefan_tf.predictor import load_landmark_model
+
+    try:
+        return load_landmark_model(path, num_threads=threads)
+    except (OSError, ValueError) as err:
+        raise CliError(path, str(err).removeprefix(f"cannot load model {path}: ")) from None
+
+
+def draw_faces(image: np.ndarray, faces: list[dict], path: str) -> str:
+    """Saves the photo with each face's box (green) and landmarks (red)."""
+    import cv2
+    from PIL import Image
+
+    canvas = np.ascontiguousarray(image.copy())
+    size = max(image.shape[:2])
+    radius, thick = max(1, round(size / 300)), max(1, round(size / 400))
+    for face in faces:
+        x0, y0, x1, y1 = (round(v) for v in face["box"])
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 255, 0), thick)
+        for x, y in face["landmarks"]:
+            cv2.circle(canvas, (round(float(x)), round(float(y))), radius, (255, 0, 0), -1)
+    Image.fromarray(canvas).save(path)
+    return path
+
+
+def _draw_path(out: str, image: str, several: bool) -> str:
+    if not several:
+        return out
+    stem, ext = os.path.splitext(out)
+    return f"{stem}_{os.path.splitext(os.path.basename(image))[0]}{ext or '.png'}"
+
+
+def _write_json(path: str, data) -> None:
+    text = json.dumps(data, indent=1)
+    if path == "-":
+        print(text)
+        return
+    with open(path, "w") as f:
+        f.write(text + "\n")
+
+
+def cmd_predict(args) -> int:
+    from mobilefan_tf.predictor import Predictor, read_image
+
+    predictor = Predictor(_load(_model_path(args), args.threads))
+    results, failed = [], 0
+    for image_path in args.images:
+        try:
+            image = read_image(image_path)
+            faces = predictor.predict(image, boxes=args.boxes)
+        except (OSError, ValueError, ImportError) as err:
+            _error(CliError(image_path, str(err)), args.debug)
+            failed += 1
+            continue
+        if not faces:
+            print(f"{PROG}: {image_path}: no face found", file=sys.stderr)
+        record = {
+            "image": image_path,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "faces": [
+                {
+                    "box": [round(float(v), 2) for v in f["box"]],
+                    "landmarks": np.round(f["landmarks"].astype(np.float64), 2).tolist(),
+                    "scores": np.round(np.asarray(f["scores"], np.float64), 4).tolist(),
+                }
+                for f in faces
+            ],
+        }
+        results.append(record)
+        if args.draw:
+            draw_faces(image, faces, _draw_path(args.draw, image_path, len(args.images) > 1))
+        if not args.json:
+            print(f"{image_path}: {len(faces)} face(s)" + "".join(f"; box {r['box']}" for r in record["faces"]))
+    if args.json and results:
+        _write_json(args.json, results[0] if len(args.images) == 1 else results)
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args) -> int:
+    from mobilefan_tf.data import read_300w
+    from mobilefan_tf.evaluation import evaluate_model, plot_ced
+
+    model = _load(_model_path(args), args.threads)
+    try:
+        samples = read_300w(args.dir, index_base=args.index_base)
+    except (OSError, ValueError) as err:
+        message = str(err)
+        where, _, problem = message.partition(": ")
+        raise CliError(where, problem) if problem else CliError(args.dir, message) from None
+    try:
+        result = evaluate_model(model, samples, threshold=args.threshold, crop_scale=args.crop_scale)
+    except (OSError, ValueError) as err:
+        where, _, problem = str(err).partition(": ")
+        raise CliError(where, problem or "evaluation failed") from None
+    print(
+        f"{result['num_images']} images: NME {100 * result['nme']:.3f}% (inter-ocular), "
+        f"FR@{args.threshold:g} {100 * result['failure_rate']:.2f}%, AUC@{args.threshold:g} {result['auc']:.4f}"
+    )
+    if args.json:
+        _write_json(args.json, result)
+    if args.plot:
+        name = os.path.basename(os.path.normpath(args.model or "default model"))
+        plot_ced({name: result}, args.plot, threshold=args.threshold)
+    return 0
+
+
+def _calibration_images(folder: str | None, size: int, num: int = 64) -> np.ndarray | None:
+    if not folder:
+        return None
+    from mobilefan_tf.data import crop_face, read_300w
+    from mobilefan_tf.predictor import read_image
+
+    samples = read_300w(folder)[:num]
+    return np.stack(
+        [crop_face(read_image(s.image_path), landmarks=s.landmarks, output_size=size)[0] for s in samples]
+    ).astype(np.float32)
+
+
+def cmd_export(args) -> int:
+    from mobilefan_tf.export import export_saved_model, export_tflite
+
+    path = _model_path(args)
+    model = _load(path)
+    if not hasattr(model, "get_config"):
+        raise CliError(path, "export needs a Keras model (.keras), not an already exported one")
+    if args.format == "saved_model":
+        if args.quantize != "none":
+            raise CliError(args.out, "--quantize applies to --format tflite only")
+        export_saved_model(model, args.out)
+    else:
+        images = _calibration_images(args.calibration, int(model.input_size))
+        export_tflite(model, args.out, quantize=args.quantize, representative_images=images, int8_io=args.int8_io)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from mobilefan_tf.profile import format_table, run_benchmark
+
+    rows = run_benchmark(
+        presets=args.presets,
+        variants=args.variants,
+        threads=args.threads,
+        runs=args.runs,
+        model=args.model,
+        dlib_predictor=args.dlib_predictor,
+        end_to_end=not args.no_end_to_end,
+    )
+    print(format_table(rows))
+    if args.json:
+        _write_json(args.json, rows)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="MobileFAN facial landmarks: predict, evaluate, export.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        return p
+
+    model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped model)"
+    p = add("predict", "Find faces in photos and their landmarks.")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--json", metavar="OUT", help="write {image, faces: [{box, landmarks, scores}]} JSON ('-': stdout)")
+    p.add_argument("--draw", metavar="OUT.png", help="save the photo with boxes and landmarks drawn")
+    p.add_argument("--boxes", nargs="+", type=_box, metavar="x0,y0,x1,y1", help="face boxes (skip detection)")
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads")
+    p.set_defaults(func=cmd_predict)
+
+    p = add("evaluate", "Score a model on a folder of images with iBUG .pts files (68 points).")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--index_base", type=int, choices=(0, 1), default=0, help="1 for the published 1-based .pts")
+    p.add_argument("--json", metavar="OUT", help="write num_images, nme, failure_rate, auc, per_image")
+    p.add_argument("--plot", metavar="OUT.png", help="save the CED curve")
+    p.add_argument("--threshold", type=float, default=0.08, help="NME threshold of FR and AUC")
+    p.add_argument("--crop_scale", type=float, help="crop side / landmark-box side (default: model's, else 1.25)")
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add("export", "Export a Keras model as a TF Serving SavedModel or a TFLite file.")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--format", choices=("saved_model", "tflite"), required=True)
+    p.add_argument("--quantize", choices=("none", "fp16", "int8"), default="none")
+    p.add_argument("--int8_io", action="store_true", help="int8 input tensor (with --quantize int8)")
+    p.add_argument("--calibration", metavar="DIR", help="300W-style folder of int8 calibration faces")
+    p.add_argument("--model", help="Keras model (.keras; default: the shipped model)")
+    p.set_defaults(func=cmd_export)
+
+    p = add("benchmark", "Latency per face of every export variant (and dlib, if available).")
+    p.add_argument("--presets", nargs="+", default=["mobilefan_lite", "mobilefan"])
+    p.add_argument("--variants", nargs="+", default=["keras", "saved_model", "tflite", "tflite_fp16", "tflite_int8"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--runs", type=int, default=50, help="timed runs per row")
+    p.add_argument("--model", help="benchmark this .keras model instead of untrained presets")
+    p.add_argument("--dlib_predictor", metavar="DAT", help="dlib shape_predictor_68_face_landmarks.dat")
+    p.add_argument("--no_end_to_end", action="store_true", help="skip the detection + landmarks rows")
+    p.add_argument("--json", metavar="OUT", help="write the rows as JSON")
+    p.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def _error(err: BaseException, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(err)
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as err:
+        _error(err, args.debug)
+    except (OSError, ValueError, ImportError) as err:
+        where = getattr(err, "filename", None) or args.command
+        _error(CliError(str(where), str(err)), args.debug)
+    except Exception as err:  # noqa: BLE001 - never a bare traceback without --debug
+        _error(CliError(args.command, f"{type(err).__name__}: {err}"), args.debug)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
