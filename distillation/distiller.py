@@ -144,7 +144,7 @@ class Distiller(keras.Model):
         self.fs_pool_size = fs_pool_size
         self.heatmap_loss_fn = keras.losses.get(heatmap_loss)
         for name, adaptor in self.adaptors.items():
-            adaptor.trainable = name in stages
+            adaptor.trainable = name in stages and fa_weight > 0
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
         spec = getattr(self.student, "spec", None) or self.student.num_keypoints
         self.student_metrics = list(metrics) if metrics is not None else [NormalizedMeanError(spec, name="nme")]
@@ -170,17 +170,20 @@ class Distiller(keras.Model):
         Returns:
             Dict of scalars ``loss``, ``heatmap_loss``, ``fa_loss`` (summed
             over stages, unweighted), ``fs_loss`` (same) and ``pred`` (the
-            student heatmaps).
+            student heatmaps). A term whose weight is 0 is not computed
+            (it would cost the N x N matrices for nothing) and reads 0.
         """
         t_out = self.teacher.feature_extractor(images, training=False)
         s_out = self.student.feature_extractor(images, training=training)
         pred = s_out["heatmaps"]
         hm = tf.reduce_mean(self.heatmap_loss_fn(heatmaps, pred))
         fa, fs = tf.constant(0.0), tf.constant(0.0)
-        for s in self.stages:
+        for s in self.stages:  # a term with weight 0 is skipped (logged as 0)
             t_feat = tf.stop_gradient(t_out[s])
-            fa += feature_aligned_loss(self.adaptors[s](s_out[s], training=training), t_feat)
-            fs += feature_similarity_loss(s_out[s], t_feat, self.fs_pool_size)
+            if self.fa_weight:
+                fa += feature_aligned_loss(self.adaptors[s](s_out[s], training=training), t_feat)
+            if self.fs_weight:
+                fs += feature_similarity_loss(s_out[s], t_feat, self.fs_pool_size)
         total = hm + self.fa_weight * fa + self.fs_weight * fs
         return {"loss": total, "heatmap_loss": hm, "fa_loss": fa, "fs_loss": fs, "pred": pred}
 
