@@ -1,0 +1,167 @@
+"""Flags and helpers shared by the experiment scripts.
+
+Every script takes ``--preset``, ``--workdir`` (default ``runs/<script>``),
+``--data_dir`` (a 300W folder), ``--epochs``, ``--batch_size``,
+``--strategy`` and ``--smoke`` (synthetic faces and tiny models: the whole
+script runs in about a minute, for tests and a first try).
+
+Distribution (``--strategy``):
+  * ``default``: one device.
+  * ``mirrored``: `tf.distribute.MirroredStrategy` over all local GPUs (or
+    CPUs); the model is built and compiled inside ``strategy.scope()``;
+    ``--batch_size`` is the global batch.
+  * ``multiworker``: `tf.distribute.MultiWorkerMirroredStrategy`. Start the
+    same command on every machine with ``TF_CONFIG`` set, e.g. on worker 0::
+
+        TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                    "task": {"type": "worker", "index": 0}}'
+
+    (index 1 on the other machine). Give each worker its own ``--workdir``
+    or a shared file system; BackupAndRestore then resumes all workers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from absl import flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_DIR = os.path.join(REPO, "..", "shared", "data", "300w")
+SPEC = "300w"
+
+# --smoke: tiny versions of each architecture (64 px in, 16x16 heatmaps).
+SMOKE_OVERRIDES = {
+    "MobileFAN": {"input_size": 64, "width": 0.35, "deconv_filters": 16},
+    "HourglassTeacher": {"input_size": 64, "channels": 16, "depth": 3},
+    "ResNetDeconvTeacher": {"input_size": 64, "deconv_filters": 16},
+}
+SMOKE_FACES = 60  # 54 train + 6 validation
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(script: str, preset: str) -> None:
+    """Defines the flags every script shares."""
+    flags.DEFINE_string("preset", preset, "Model preset (see mobilefan_tf.models.PRESETS).")
+    flags.DEFINE_string("workdir", os.path.join("runs", script), "Logs, checkpoints and outputs go here.")
+    flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "300W folder (images + 0-based .pts files).")
+    flags.DEFINE_integer("epochs", None, "Epochs (default: the TrainConfig default; 2 with --smoke).")
+    flags.DEFINE_integer("batch_size", None, "Global batch size (default 16; 8 with --smoke).")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
+    flags.DEFINE_bool("smoke", False, "Synthetic faces and a tiny model: an end-to-end run in about a minute.")
+
+
+def define_training_flags() -> None:
+    """Flags of the scripts that train."""
+    flags.DEFINE_float("learning_rate", None, "Peak learning rate (default: TrainConfig's).")
+    flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: TrainConfig's; 0 with --smoke).")
+    flags.DEFINE_enum("schedule", None, ["cosine", "step", "constant"], "LR decay (default: TrainConfig's).")
+    flags.DEFINE_bool("augment", True, "Random geometric + photometric augmentation of training faces.")
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
+
+
+def get_strategy(name: str):
+    """The `tf.distribute` strategy named by ``--strategy``."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build(preset: str, smoke: bool = False, **overrides):
+    """`build_model(preset)` with the 68-point 300W layout, tiny under --smoke."""
+    from mobilefan_tf.models import PRESETS, build_model
+
+    if smoke:
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown model preset {preset!r} (known: {sorted(PRESETS)})")
+        overrides = {**SMOKE_OVERRIDES[PRESETS[preset].model_class], **overrides}
+    return build_model(preset, num_keypoints=68, spec=SPEC, **overrides)
+
+
+def train_config():
+    """A `TrainConfig` from the flags (defaults from TrainConfig, smaller under --smoke)."""
+    from mobilefan_tf.training import TrainConfig
+
+    cfg = {"seed": FLAGS.seed}
+    if FLAGS.smoke:
+        cfg.update(epochs=2, batch_size=8, warmup_epochs=0.0)
+    for name in ("epochs", "batch_size", "learning_rate", "warmup_epochs", "schedule"):
+        if getattr(FLAGS, name) is not None:
+            cfg[name] = getattr(FLAGS, name)
+    return TrainConfig(**cfg)
+
+
+def smoke_samples(num: int = SMOKE_FACES, seed: int = 0) -> list:
+    """Synthetic 68-point faces as `FaceSample`s (images in memory)."""
+    from mobilefan_tf.data import FaceSample, synthetic_faces
+
+    images, landmarks = synthetic_faces(num, image_size=96, seed=seed)
+    return [FaceSample(f"synthetic/{i:05d}", None, im, lm) for i, (im, lm) in enumerate(zip(images, landmarks, strict=True))]
+
+
+def load_samples(split: str = "train") -> list:
+    """Faces of a 300W split (``train``, ``common``, ``challenging``, ``full``), or synthetic ones under --smoke."""
+    from mobilefan_tf.data import read_300w, split_300w
+
+    if FLAGS.smoke:
+        return smoke_samples(seed=0 if split == "train" else 1)
+    data_dir = os.path.abspath(FLAGS.data_dir)
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"300W folder not found: {data_dir} (pass --data_dir, or --smoke)")
+    samples = split_300w(read_300w(data_dir, index_base=0), split)
+    if not samples:
+        raise ValueError(f"{data_dir}: no faces in the 300W {split!r} split")
+    return samples
+
+
+def training_data(input_size: int, config, workdir: str):
+    """Train / validation datasets; validation is every 10th face by sorted name.
+
+    The two name lists are written to ``workdir/train_list.txt`` and
+    ``workdir/val_list.txt``; validation faces are never trained on.
+
+    Returns:
+        (train_ds repeating forever, val_ds, steps_per_epoch).
+    """
+    from mobilefan_tf.data import AugmentConfig, build_dataset, split_train_val, write_split_list
+
+    train, val = split_train_val(load_samples("train"), every=10)
+    if not train or not val:
+        raise ValueError(f"Too few faces to split: {len(train)} train, {len(val)} validation (need >= 10)")
+    os.makedirs(workdir, exist_ok=True)
+    write_split_list(os.path.join(workdir, "train_list.txt"), train)
+    write_split_list(os.path.join(workdir, "val_list.txt"), val)
+    augment = AugmentConfig() if FLAGS.augment else AugmentConfig.none()
+    common = {"spec": SPEC, "input_size": input_size, "sigma": config.sigma, "batch_size": config.batch_size}
+    train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True, **common)
+    val_ds = build_dataset(val, shuffle=False, cache=True, **common)
+    return train_ds, val_ds, math.ceil(len(train) / config.batch_size)
+
+
+def print_history(history) -> None:
+    """One line per epoch run now: the losses and NME Keras logged."""
+    for epoch, values in zip(history.epoch, zip(*history.history.values(), strict=True), strict=True):
+        row = " ".join(f"{k}={v:.4g}" for k, v in zip(history.history, values, strict=True))
+        print(f"epoch {epoch + 1}: {row}")
+
+
+def run_supervised() -> None:
+    """Trains ``--preset`` on heatmaps alone (no teacher): `training.fit` with its standard callbacks."""
+    from mobilefan_tf.training import compile_heatmap_model, fit
+
+    config = train_config()
+    strategy = get_strategy(FLAGS.strategy)
+    with strategy.scope():
+        model = build(FLAGS.preset, FLAGS.smoke)
+    train_ds, val_ds, steps = training_data(model.input_size, config, FLAGS.workdir)
+    with strategy.scope():
+        compile_heatmap_model(model, config, SPEC, steps)
+    history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=SPEC, steps_per_epoch=steps)
+    print_history(history)
+    print(f"best checkpoint: {os.path.join(FLAGS.workdir, 'best.keras')}")
