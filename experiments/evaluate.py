@@ -1,0 +1,93 @@
+"""Scores one or more models on a 300W test split: JSON metrics, CED plot, best/worst faces.
+
+    python -m experiments.evaluate --model runs/train_student/best.keras \\
+        --model runs/distill/best.keras --split full
+    python -m experiments.evaluate --smoke   # synthetic faces; a tiny untrained model unless --model
+
+Writes to ``--workdir`` (default runs/evaluate):
+  * ``results.json``: per model, NME / failure rate / AUC at ``--threshold``
+    and the per-image NME (`mobilefan_tf.evaluation.evaluate_model`);
+  * ``ced.png``: every model's CED curve on one plot;
+  * ``overlay_<model>.png``: each model's best and worst faces.
+``--model`` takes .keras files, SavedModel folders or .tflite files.
+"""
+
+import json
+import os
+import re
+
+from absl import app, flags
+
+from experiments import common
+
+common.define_flags("evaluate", preset="mobilefan")
+flags.DEFINE_multi_string("model", [], "Model to evaluate (repeat the flag for several).")
+flags.DEFINE_enum("split", "full", ["common", "challenging", "full", "val"], "300W split (val: the training hold-out).")
+flags.DEFINE_float("threshold", 0.08, "NME threshold of the failure rate and AUC.")
+flags.DEFINE_string("norm", "inter_ocular", "NME normaliser: inter_ocular, inter_pupil or bbox_diagonal.")
+FLAGS = flags.FLAGS
+
+
+class _Photos:
+    """Lazy list of the samples' RGB photos (only the drawn faces get read)."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        from mobilefan_tf.predictor import read_image
+
+        sample = self.samples[i]
+        return sample.image if sample.image is not None else read_image(sample.image_path)
+
+
+def model_name(path: str) -> str:
+    """``runs/distill/best.keras`` -> ``distill_best`` (file-name safe)."""
+    parts = os.path.normpath(path).split(os.sep)[-2:]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(os.path.splitext(p)[0] for p in parts))
+
+
+def eval_samples() -> list:
+    from mobilefan_tf.data import split_train_val
+
+    if FLAGS.split == "val":
+        return split_train_val(common.load_samples("train"), every=10)[1]
+    return common.load_samples(FLAGS.split)
+
+
+def main(argv):
+    del argv
+    from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced
+
+    if not FLAGS.model and not FLAGS.smoke:
+        raise app.UsageError("give at least one --model (or --smoke)")
+    samples = eval_samples()
+    models = {model_name(p): p for p in FLAGS.model}
+    if not models:
+        models["untrained_smoke"] = common.build(FLAGS.preset, smoke=True)
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    results, summary = {}, {}
+    for name, model in models.items():
+        res = evaluate_model(
+            model, samples, spec=common.SPEC, threshold=FLAGS.threshold, norm=FLAGS.norm, return_landmarks=True
+        )
+        predictions = res.pop("landmarks")
+        results[name] = res
+        summary[name] = {k: res[k] for k in ("nme", "failure_rate", "auc", "num_images")}
+        nmes = [p["nme"] for p in res["per_image"]]
+        overlay_grid(
+            _Photos(samples), predictions, nmes, os.path.join(FLAGS.workdir, f"overlay_{name}.png"),
+            ground_truth=[s.landmarks for s in samples],
+        )
+        print(f"{name}: NME {100 * res['nme']:.2f}%  FR {100 * res['failure_rate']:.2f}%  AUC {res['auc']:.4f}")
+    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title=f"300W {FLAGS.split}")
+    with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
+        json.dump({"split": FLAGS.split, "summary": summary, "models": results}, f, indent=1)
+    print(f"wrote {FLAGS.workdir}/results.json, ced.png and overlay_*.png")
+
+
+if __name__ == "__main__":
+    app.run(main)
