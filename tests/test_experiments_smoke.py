@@ -1,0 +1,101 @@
+"""`--smoke` runs of the five experiment scripts, as a user would start them.
+
+The scripts run in subprocesses from the repository root and feed each other:
+the teacher trained here is distilled, the students are evaluated and exported.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(name, *args, timeout=300):
+    t0 = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", f"experiments.{name}", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    print(f"{name}: {time.time() - t0:.0f}s")
+    return proc
+
+
+def check_ok(proc):
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+def check_training_run(workdir, columns):
+    for f in ("best.keras", "last.keras", "log.csv", "train_list.txt", "val_list.txt", "tb"):
+        assert os.path.exists(workdir / f), f
+    with open(workdir / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert set(columns) <= set(rows[0])
+    train = set((workdir / "train_list.txt").read_text().split())
+    val = set((workdir / "val_list.txt").read_text().split())
+    assert val and train and not train & val
+
+
+@pytest.mark.slow
+def test_train_teacher_smoke(runs):
+    check_ok(run_script("train_teacher", "--smoke", f"--workdir={runs / 'teacher'}"))
+    # The hourglass has two supervised stacks: NME is logged on the last one.
+    check_training_run(runs / "teacher", ["loss", "val_loss"])
+
+
+@pytest.mark.slow
+def test_train_student_smoke(runs):
+    check_ok(run_script("train_student", "--smoke", f"--workdir={runs / 'student'}"))
+    check_training_run(runs / "student", ["loss", "nme", "val_loss", "val_nme"])
+
+
+@pytest.mark.slow
+def test_distill_smoke(runs):
+    teacher = runs / "teacher" / "best.keras"
+    proc = run_script("distill", "--smoke", f"--teacher={teacher}", "--fs_pool_size=2", f"--workdir={runs / 'distill'}")
+    check_ok(proc)
+    check_training_run(
+        runs / "distill", ["loss", "heatmap_loss", "fa_loss", "fs_loss", "nme", "val_fa_loss", "val_fs_loss", "val_nme"]
+    )
+
+
+@pytest.mark.slow
+def test_evaluate_smoke(runs):
+    models = [f"--model={runs / d / 'best.keras'}" for d in ("student", "distill")]
+    check_ok(run_script("evaluate", "--smoke", *models, f"--workdir={runs / 'eval'}"))
+    result = json.loads((runs / "eval" / "results.json").read_text())
+    assert set(result["models"]) == {"student_best", "distill_best"}
+    for res in result["models"].values():
+        assert {"nme", "failure_rate", "auc", "per_image"} <= set(res)
+        assert len(res["per_image"]) == res["num_images"] > 0
+    for f in ("ced.png", "overlay_student_best.png", "overlay_distill_best.png"):
+        assert (runs / "eval" / f).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_export_smoke(runs):
+    model = runs / "distill" / "best.keras"
+    check_ok(run_script("export", "--smoke", f"--model={model}", f"--workdir={runs / 'export'}"))
+    assert (runs / "export" / "saved_model" / "saved_model.pb").exists()
+    assert (runs / "export" / "model_none.tflite").stat().st_size > 0
+
+
+def test_distill_needs_a_teacher(tmp_path):
+    proc = run_script("distill", f"--workdir={tmp_path}")
+    assert proc.returncode != 0 and "--teacher" in proc.stderr
+
+
+def test_missing_data_dir_is_one_clear_error(tmp_path):
+    proc = run_script("train_student", f"--data_dir={tmp_path / 'nope'}", f"--workdir={tmp_path / 'w'}")
+    assert proc.returncode != 0
+    assert "300W folder not found" in proc.stderr
