@@ -96,7 +96,7 @@ def cmd_predict(args) -> int:
             image = read_image(image_path)
             faces = predictor.predict(image, boxes=args.boxes)
         except (OSError, ValueError, ImportError) as err:
-            _error(CliError(image_path, str(err)), args.debug)
+            _error(CliError(image_path, str(err)), args.debug, cause=err)
             failed += 1
             continue
         if not faces:
@@ -253,18 +253,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(err: BaseException, debug: bool) -> None:
+def _error(err: BaseException, debug: bool, cause: BaseException | None = None) -> None:
     if debug:
         import traceback
 
-        traceback.print_exception(err)
+        traceback.print_exception(cause or err)
     message = " ".join(str(err).split()) or type(err).__name__
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _import_quietly() -> None:
+    """Imports TensorFlow with C-level stderr muted: its start-up log lines ignore TF_CPP_MIN_LOG_LEVEL."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. captured stderr)
+        saved = None
+    try:
+        if saved is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError:
+            pass
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage error)."""
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        _import_quietly()
     try:
         return args.func(args)
     except KeyboardInterrupt:
