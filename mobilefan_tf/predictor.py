@@ -281,23 +281,27 @@ class Predictor:
 
         photo = to_rgb_uint8(image)
         h, w = photo.shape[:2]
-        factor = min(1.0, MAX_SIDE / max(h, w))
-        small = photo if factor == 1.0 else _resize(photo, factor)
+        small = photo if max(h, w) <= MAX_SIDE else _resize(photo, MAX_SIDE / max(h, w))
+        # Per-axis scale of the working copy; pixel centres map as (x + 0.5) * f - 0.5.
+        factor = np.array([small.shape[1] / w, small.shape[0] / h])
+        box_factor = np.tile(factor, 2)
         if boxes is None:
-            found = self.detector.detect(small)
-            boxes = self.detector.to_landmark_box(found) / factor if len(found) else np.zeros((0, 4))
+            found = self.detector.to_landmark_box(self.detector.detect(small))
+            boxes = (found + 0.5) / box_factor - 0.5
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
             return []
         crops, matrices = [], []
         for box in boxes:
-            crop, matrix = crop_face(small, box=box * factor, output_size=self.model.input_size, scale=self.crop_scale)
+            crop, matrix = crop_face(
+                small, box=(box + 0.5) * box_factor - 0.5, output_size=self.model.input_size, scale=self.crop_scale
+            )
             crops.append(crop)
             matrices.append(matrix)
         landmarks, scores = self.model.predict_landmarks(np.stack(crops).astype(np.float32))
         faces = []
         for box, matrix, lm, sc in zip(boxes, matrices, landmarks, scores, strict=True):
-            back = apply_affine(invert_affine(matrix), lm) / factor
+            back = (apply_affine(invert_affine(matrix), lm) + 0.5) / factor - 0.5
             faces.append({"box": box.astype(np.float32), "landmarks": np.asarray(back, np.float32), "scores": sc})
         return faces
 
