@@ -22,6 +22,7 @@ Distribution (``--strategy``):
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -124,7 +125,8 @@ def training_data(input_size: int, config, workdir: str):
     """Train / validation datasets; validation is every 10th face by sorted name.
 
     The two name lists are written to ``workdir/train_list.txt`` and
-    ``workdir/val_list.txt``; validation faces are never trained on.
+    ``workdir/val_list.txt`` (validation faces are never trained on), and
+    the run's flags to ``workdir/flags.json``.
 
     Returns:
         (train_ds repeating forever, val_ds, steps_per_epoch).
@@ -135,6 +137,9 @@ def training_data(input_size: int, config, workdir: str):
     if not train or not val:
         raise ValueError(f"Too few faces to split: {len(train)} train, {len(val)} validation (need >= 10)")
     os.makedirs(workdir, exist_ok=True)
+    ours = {f.name: f.value for mod, fl in FLAGS.flags_by_module_dict().items() if "experiments" in mod for f in fl}
+    with open(os.path.join(workdir, "flags.json"), "a") as f:  # one line per run (a resumed run appends)
+        f.write(json.dumps(ours) + "\n")
     write_split_list(os.path.join(workdir, "train_list.txt"), train)
     write_split_list(os.path.join(workdir, "val_list.txt"), val)
     augment = AugmentConfig() if FLAGS.augment else AugmentConfig.none()

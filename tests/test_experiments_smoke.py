@@ -35,7 +35,7 @@ def runs(tmp_path_factory):
 
 
 def check_training_run(workdir, columns):
-    for f in ("best.keras", "last.keras", "log.csv", "train_list.txt", "val_list.txt", "tb"):
+    for f in ("best.keras", "last.keras", "log.csv", "train_list.txt", "val_list.txt", "flags.json", "tb"):
         assert os.path.exists(workdir / f), f
     with open(workdir / "log.csv") as f:
         rows = list(csv.DictReader(f))
