@@ -68,6 +68,13 @@ class Distiller(keras.Model):
         returns the last stack), so the student runs once per step.
       * The FSD cosine similarities L2-normalise with a floored norm instead of
         dividing by ``|a||b| + 1e-9`` (finite gradients at dead-ReLU zeros).
+      * A loss term whose weight is 0 is not computed at all (logged as 0).
+
+    Under `tf.distribute.MirroredStrategy` each replica computes the losses on
+    its share of the batch and the gradients are summed across replicas (the
+    loss is divided by the replica count), so the update equals the
+    single-device one, except that BatchNorm normalises with per-replica batch
+    statistics (as Keras does for any model).
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model, name: str = "distiller", **kwargs):
