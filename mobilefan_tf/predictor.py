@@ -106,14 +106,19 @@ class TFLiteModel(_RunnerBase):
 
 
 class SavedModelRunner(_RunnerBase):
-    """Runs the `serving_default` signature of a SavedModel from `export_saved_model`."""
+    """Runs the `serving_default` signature of a SavedModel from `export_saved_model`.
 
-    def __init__(self, path: str):
+    Args:
+        path: The SavedModel directory.
+        loaded: Optionally, the already loaded SavedModel (`tf.saved_model.load(path)`).
+    """
+
+    def __init__(self, path: str, loaded=None):
         import tensorflow as tf
 
         self.path = path
         self.name = os.path.basename(os.path.normpath(path))
-        loaded = tf.saved_model.load(path)
+        loaded = loaded if loaded is not None else tf.saved_model.load(path)
         if "serving_default" not in loaded.signatures:
             raise ValueError(f"{path}: SavedModel has no serving_default signature")
         self._loaded = loaded  # keeps the variables alive
@@ -236,7 +241,8 @@ class Predictor:
 
     Args:
         model: A path (``.keras``, SavedModel dir, ``.tflite``), a Keras
-            landmark model, or a runner (`TFLiteModel`, `SavedModelRunner`).
+            landmark model, a runner (`TFLiteModel`, `SavedModelRunner`) or
+            a `tf.saved_model.load` result of `export_saved_model`.
             None loads the shipped default model.
         detector: A `FaceDetector`; None uses `default_detector()` (created on
             the first photo without boxes).
@@ -254,6 +260,8 @@ class Predictor:
             model = default_model_path()
         if isinstance(model, (str, os.PathLike)):
             model = load_landmark_model(os.fspath(model), num_threads=num_threads)
+        elif not hasattr(model, "predict_landmarks") and hasattr(model, "signatures"):
+            model = SavedModelRunner(getattr(model, "path", "saved_model"), loaded=model)  # tf.saved_model.load result
         self.model = model
         self._detector = detector
         self.crop_scale = float(crop_scale or getattr(model, "crop_scale", None) or DEFAULT_CROP_SCALE)
