@@ -263,19 +263,21 @@ def _error(err: BaseException, debug: bool, cause: BaseException | None = None) 
 
 
 def _import_quietly() -> None:
-    """Imports TensorFlow with C-level stderr muted: its start-up log lines ignore TF_CPP_MIN_LOG_LEVEL."""
+    """Imports TensorFlow and LiteRT with C-level stderr (fd 2) muted.
+
+    Their start-up log lines ignore TF_CPP_MIN_LOG_LEVEL; see `predictor.quiet_stderr`.
+    """
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no real fd 2 (e.g. captured stderr)
         saved = None
+    if saved is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     try:
-        if saved is not None:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        import mobilefan_tf.predictor  # noqa: F401 - imports keras and TensorFlow
 
         try:
             import ai_edge_litert.interpreter  # noqa: F401

@@ -11,8 +11,10 @@ the landmarks back through the crop's affine transform.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -21,6 +23,25 @@ from mobilefan_tf.export import DEFAULT_CROP_SCALE, METADATA_FILE
 
 MAX_SIDE = 4096  # photos with a longer side are downscaled before detection
 MAX_PIXELS = 100_000_000  # larger photos are refused
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Mutes C-level stderr (fd 2): TF and LiteRT log start-up lines there that no env var silences."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class _RunnerBase:
@@ -55,8 +76,9 @@ class TFLiteModel(_RunnerBase):
 
         self.path = path
         self.name = os.path.basename(path)
-        self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
         (inp,) = self.interpreter.get_input_details()
         self._input = inp
         shape = list(inp["shape"])
