@@ -21,10 +21,11 @@ def logged_epochs(log):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes(tmp_path):
+@pytest.mark.parametrize("script", ["train_student", "distill"])
+def test_killed_run_resumes(tmp_path, script):
     workdir = tmp_path / "run"
     log = workdir / "log.csv"
-    cmd = [sys.executable, "-m", "experiments.train_student", "--smoke", f"--epochs={EPOCHS}", f"--workdir={workdir}"]
+    cmd = [sys.executable, "-m", f"experiments.{script}", "--smoke", f"--epochs={EPOCHS}", f"--workdir={workdir}"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
