@@ -12,7 +12,7 @@ coordinates, not heatmaps:
   RGB; each is resized to S x S in the graph) -> ``landmarks`` [N, K, 2] in the
   *original* encoded image's pixels, ``scores`` [N, K] and ``image_size``
   int32 [N, 2] (height, width).
-* TFLite: one input float32 [1, S, S, 3] (or int8 with ``int8_io``), outputs
+* TFLite: one input float32 [1, S, S, 3] (int8 with ``int8_io``), outputs
   ``landmarks`` [1, K, 2] and ``scores`` [1, K]. The batch is fixed to 1
   because XNNPACK cannot run the transposed convolutions with a dynamic batch.
 
@@ -48,14 +48,23 @@ def model_metadata(model: keras.Model) -> dict:
     }
 
 
-def _landmark_fn(model: keras.Model, method: str):
+# fp16 conversion also rounds the decoder's constants, and its log floor
+# (1e-10) becomes 0: where a peak's blurred neighbour is <= 0 the Newton step
+# is then inf - inf = NaN. Those points fall back to the peak pixel (argmax).
+
+
+def _landmark_fn(model: keras.Model, method: str, fp16_safe: bool = False):
     """images [B, S, S, 3] float32 -> (landmarks [B, K, 2], scores [B, K])."""
 
     def run(images):
         outputs = model(images, training=False)
         if isinstance(outputs, (list, tuple)):
             outputs = outputs[-1]
-        return decode_to_input(outputs, model.input_size, method=method)
+        landmarks, scores = decode_to_input(outputs, model.input_size, method=method)
+        if fp16_safe:
+            peaks, _ = decode_to_input(outputs, model.input_size, method="argmax")
+            landmarks = tf.where(tf.math.is_finite(landmarks), landmarks, peaks)
+        return landmarks, scores
 
     return run
 
@@ -193,8 +202,9 @@ def export_tflite(
             `representative_images`; the small decoder stays float).
         representative_images: [N, S, S, 3] RGB 0..255 calibration faces for
             int8; defaults to 32 synthetic faces.
-        int8_io: With int8, make the input int8 too (pixel - 128, scale 1);
-            outputs stay float32 so landmarks keep sub-pixel precision.
+        int8_io: With int8, make the input and outputs int8 too (input:
+            pixel - 128, scale 1; landmarks in steps of about S / 350 px, which
+            `TFLiteModel` dequantises).
         method: Heatmap decoding method.
 
     Returns:
@@ -205,7 +215,7 @@ def export_tflite(
     if int8_io and quantize != "int8":
         raise ValueError("int8_io needs quantize='int8'")
     size = int(model.input_size)
-    run = _landmark_fn(model, method)
+    run = _landmark_fn(model, method, fp16_safe=quantize == "fp16")
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
     def serve(images):
