@@ -23,11 +23,12 @@ setup(
         "opencv-python-headless",
         "ai-edge-litert",
         "tensorboard",
+        # Default face detector (dlib's HOG; no model file). OpenCV 5 ships no Haar cascades.
+        "dlib-bin",
     ],
     extras_require={
         "test": ["pytest", "ruff", "scikit-image"],
         "qat": ["tf_keras>=2.21,<2.22", "tensorflow-model-optimization"],
-        "dlib": ["dlib-bin"],
     },
     entry_points={"console_scripts": ["mobilefan=mobilefan_tf.cli:main"]},
 )

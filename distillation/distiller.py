@@ -108,6 +108,7 @@ class Distiller(keras.Model):
         fs_pool_size: int | None = None,
         stages=FEATURE_NAMES,
         metrics=None,
+        fa_normalize: bool = True,
         **kwargs,
     ):
         """Configures the distillation loss and the optimiser.
@@ -121,6 +122,10 @@ class Distiller(keras.Model):
                 (cuts the N x N matrices' memory by fs_pool_size**4).
             stages: Which of ``feat1``..``feat3`` to distil.
             metrics: Metrics of the student's heatmaps; default the NME.
+            fa_normalize: Use the relative FAD (MSE / mean square of the
+                teacher feature), which keeps w_fa meaningful whatever the
+                teacher's feature scale (see `feature_aligned_loss`). False
+                gives the authors' plain MSE.
             **kwargs: Passed to `keras.Model.compile` (e.g. ``jit_compile``).
 
         Raises:
@@ -149,6 +154,7 @@ class Distiller(keras.Model):
         self.fa_weight = float(fa_weight)
         self.fs_weight = float(fs_weight)
         self.fs_pool_size = fs_pool_size
+        self.fa_normalize = bool(fa_normalize)
         self.heatmap_loss_fn = keras.losses.get(heatmap_loss)
         for name, adaptor in self.adaptors.items():
             adaptor.trainable = name in stages and fa_weight > 0
@@ -188,7 +194,8 @@ class Distiller(keras.Model):
         for s in self.stages:  # a term with weight 0 is skipped (logged as 0)
             t_feat = tf.stop_gradient(t_out[s])
             if self.fa_weight:
-                fa += feature_aligned_loss(self.adaptors[s](s_out[s], training=training), t_feat)
+                adapted = self.adaptors[s](s_out[s], training=training)
+                fa += feature_aligned_loss(adapted, t_feat, normalize=self.fa_normalize)
             if self.fs_weight:
                 fs += feature_similarity_loss(s_out[s], t_feat, self.fs_pool_size)
         total = hm + self.fa_weight * fa + self.fs_weight * fs

@@ -24,6 +24,7 @@ common.define_training_flags()
 flags.DEFINE_string("teacher", None, "Teacher checkpoint (.keras). Required unless --smoke.")
 flags.DEFINE_float("fa_weight", 0.01, "Weight of the feature-aligned (FAD) loss.")
 flags.DEFINE_float("fs_weight", 0.01, "Weight of the feature-similarity (FSD) loss.")
+flags.DEFINE_bool("fa_normalize", True, "Relative FAD: MSE / mean square of the teacher feature (scale-free).")
 flags.DEFINE_integer("fs_pool_size", None, "Average-pool features by this factor before FSD (saves memory).")
 flags.DEFINE_list("stages", ["feat1", "feat2", "feat3"], "Decoder features to distil.")
 FLAGS = flags.FLAGS
@@ -48,6 +49,7 @@ def main(argv):
             fa_weight=FLAGS.fa_weight,
             fs_weight=FLAGS.fs_weight,
             fs_pool_size=FLAGS.fs_pool_size,
+            fa_normalize=FLAGS.fa_normalize,
             stages=FLAGS.stages,
         )
     history = distiller.fit(

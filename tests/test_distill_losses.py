@@ -51,23 +51,32 @@ def test_losses_on_random_tensors():
     np.testing.assert_allclose(feature_similarity_loss(s, t), np_mse(np_cosine(s), np_cosine(t)), rtol=1e-5)
     np.testing.assert_allclose(feature_similarity_loss(s, t, 2), np_mse(np_cosine(s, 2), np_cosine(t, 2)), rtol=1e-5)
     np.testing.assert_allclose(feature_aligned_loss(s, s[..., ::-1]), np_mse(s, s[..., ::-1]), rtol=1e-6)
+    relative = np_mse(s, s[..., ::-1]) / np.mean(np.asarray(s, np.float64) ** 2)
+    np.testing.assert_allclose(feature_aligned_loss(s, s[..., ::-1], normalize=True), relative, rtol=1e-5)
     # All-zero (dead ReLU) positions: zero similarity, no NaN.
     z = np.zeros((1, 4, 4, 3), "float32")
     assert float(feature_similarity_loss(z, z)) == 0.0
 
 
-@pytest.mark.parametrize("pool", [None, 2])
-def test_distiller_terms_match_numpy(pool):
+@pytest.mark.parametrize("pool,fa_normalize", [(None, False), (2, False), (None, True)])
+def test_distiller_terms_match_numpy(pool, fa_normalize):
     student, teacher = tiny_student(), tiny_teacher()
     d = Distiller(student, teacher)
-    d.compile(keras.optimizers.SGD(0.0), fa_weight=0.3, fs_weight=0.7, fs_pool_size=pool, jit_compile=False)
+    d.compile(
+        keras.optimizers.SGD(0.0), fa_weight=0.3, fs_weight=0.7, fs_pool_size=pool, fa_normalize=fa_normalize,
+        jit_compile=False,
+    )
     images, heatmaps = batch()
     terms = {k: float(v) for k, v in d.compute_losses(images, heatmaps, training=False).items() if k != "pred"}
 
     s_out = {k: v.numpy() for k, v in student.feature_extractor(images, training=False).items()}
     t_out = {k: v.numpy() for k, v in teacher.feature_extractor(images, training=False).items()}
     hm = np_mse(s_out["heatmaps"], heatmaps)
-    fa = sum(np_mse(d.adaptors[n](s_out[n], training=False).numpy(), t_out[n]) for n in FEATURE_NAMES)
+    fa = sum(
+        np_mse(d.adaptors[n](s_out[n], training=False).numpy(), t_out[n])
+        / (np.mean(t_out[n].astype(np.float64) ** 2) if fa_normalize else 1.0)
+        for n in FEATURE_NAMES
+    )
     fs = sum(np_mse(np_cosine(s_out[n], pool), np_cosine(t_out[n], pool)) for n in FEATURE_NAMES)
     np.testing.assert_allclose(terms["heatmap_loss"], hm, rtol=1e-5)
     np.testing.assert_allclose(terms["fa_loss"], fa, rtol=1e-4)
