@@ -25,9 +25,10 @@ setup(
         "tensorboard",
         # Default face detector (dlib's HOG; no model file). OpenCV 5 ships no Haar cascades.
         "dlib-bin",
+        "scikit-image",  # the demo photo
     ],
     extras_require={
-        "test": ["pytest", "ruff", "scikit-image"],
+        "test": ["pytest", "ruff"],
         "qat": ["tf_keras>=2.21,<2.22", "tensorflow-model-optimization"],
     },
     entry_points={"console_scripts": ["mobilefan=mobilefan_tf.cli:main"]},

@@ -124,6 +124,27 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_demo(args) -> int:
+    """Landmarks on a bundled photo (scikit-image's astronaut), offline, with the shipped model."""
+    from PIL import Image
+
+    try:
+        from skimage import data
+    except ImportError:
+        raise CliError("demo", "scikit-image is needed for the demo photo (pip install scikit-image)") from None
+    os.makedirs(args.out, exist_ok=True)
+    photo = os.path.join(args.out, "astronaut.png")
+    Image.fromarray(data.astronaut()).save(photo)
+    args.images = [photo]
+    args.json = os.path.join(args.out, "landmarks.json")
+    args.draw = os.path.join(args.out, "landmarks.png")
+    args.boxes = None
+    code = cmd_predict(args)
+    print(f"model: {_model_path(args)}")
+    print(f"photo: {photo}\nlandmarks: {args.json}\ndrawing: {args.draw}")
+    return code
+
+
 def cmd_evaluate(args) -> int:
     from mobilefan_tf.data import read_300w
     from mobilefan_tf.evaluation import evaluate_model, plot_ced
@@ -201,7 +222,7 @@ def cmd_benchmark(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="MobileFAN facial landmarks: predict, evaluate, export.")
+    parser = argparse.ArgumentParser(prog=PROG, description="MobileFAN facial landmarks: demo, predict, evaluate, export, benchmark.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -219,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", nargs="+", type=_box, metavar="x0,y0,x1,y1", help="face boxes (skip detection)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.set_defaults(func=cmd_predict)
+
+    p = add("demo", "Run the shipped model on a bundled photo, offline: writes JSON and a drawing.")
+    p.add_argument("--out", default="mobilefan_demo", help="output folder")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads")
+    p.set_defaults(func=cmd_demo)
 
     p = add("evaluate", "Score a model on a folder of images with iBUG .pts files (68 points).")
     p.add_argument("dir", metavar="DIR")
