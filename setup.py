@@ -29,6 +29,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "ruff"],
+        # dlib's 68-point shape predictor file, for the comparison rows of `mobilefan benchmark`.
+        "bench": ["face_recognition_models"],
         "qat": ["tf_keras>=2.21,<2.22", "tensorflow-model-optimization"],
     },
     entry_points={"console_scripts": ["mobilefan=mobilefan_tf.cli:main"]},

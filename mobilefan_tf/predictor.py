@@ -52,15 +52,9 @@ class _RunnerBase:
 
     def check_images(self, images) -> np.ndarray:
         """Validates a batch [B, S, S, 3] (or one [S, S, 3]) RGB 0..255 -> float32."""
-        arr = np.asarray(images)
-        if arr.ndim == 3:
-            arr = arr[None]
-        want = (self.input_size, self.input_size, 3)
-        if arr.ndim != 4 or arr.shape[1:] != want:
-            raise ValueError(
-                f"{self.name} expects images of shape [batch, {want[0]}, {want[1]}, 3], got {list(arr.shape)}"
-            )
-        return arr.astype(np.float32)
+        from mobilefan_tf.models.common import check_image_batch
+
+        return check_image_batch(images, self.input_size, self.name)
 
 
 class TFLiteModel(_RunnerBase):

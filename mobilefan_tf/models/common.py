@@ -43,13 +43,39 @@ def copy_weights_by_name(src: keras.Model, dst: keras.Model) -> int:
     return copied
 
 
+def check_image_batch(images, input_size: int, name: str) -> np.ndarray:
+    """Validates a batch [B, S, S, 3] (or one [S, S, 3]) of RGB 0..255; returns float32 [B, S, S, 3]."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    want = (input_size, input_size, 3)
+    if arr.ndim != 4 or arr.shape[1:] != want:
+        raise ValueError(
+            f"{name} expects images of shape [batch, {want[0]}, {want[1]}, 3] (RGB, 0-255), got {list(arr.shape)}"
+        )
+    return arr.astype(np.float32)
+
+
 class LandmarkModelMixin:
     """Common API of every heatmap model in this package.
 
     Subclasses are functional `keras.Model`s that set `input_size`,
     `num_keypoints`, `heatmap_size` and a dict `_feature_tensors` of the
-    three decoder features before calling ``super().__init__``.
+    three decoder features before calling ``super().__init__``, and list
+    their constructor arguments in `CONFIG_KEYS` (keras-hub style: the
+    config is the constructor's arguments, so `from_config` rebuilds).
     """
+
+    CONFIG_KEYS: tuple[str, ...] = ()
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        config.update({key: getattr(self, key) for key in self.CONFIG_KEYS})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     @property
     def feature_extractor(self) -> keras.Model:
@@ -76,16 +102,7 @@ class LandmarkModelMixin:
 
     def check_images(self, images) -> np.ndarray:
         """Validates a batch of images, [B, S, S, 3] RGB in [0, 255]."""
-        arr = np.asarray(images)
-        if arr.ndim == 3:
-            arr = arr[None]
-        want = (self.input_size, self.input_size, 3)
-        if arr.ndim != 4 or arr.shape[1:] != want:
-            raise ValueError(
-                f"{self.name} expects images of shape [batch, {want[0]}, {want[1]}, 3] "
-                f"(RGB, 0-255), got {list(arr.shape)}"
-            )
-        return arr.astype(np.float32)
+        return check_image_batch(images, self.input_size, self.name)
 
     def predict_landmarks(self, images, batch_size: int = 16, method: str = "dark"):
         """Landmarks in input pixels for a batch of face crops.

@@ -55,6 +55,8 @@ class MobileFAN(LandmarkModelMixin, keras.Model):
     three decoder features (S/16, S/8, S/4).
     """
 
+    CONFIG_KEYS = ("num_keypoints", "input_size", "width", "deconv_filters", "bn_momentum", "spec")
+
     def __init__(
         self,
         num_keypoints: int = 68,
@@ -113,18 +115,3 @@ class MobileFAN(LandmarkModelMixin, keras.Model):
             ) from None
         return copy_weights_by_name(ref, self)
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_keypoints": self.num_keypoints,
-            "input_size": self.input_size,
-            "width": self.width,
-            "deconv_filters": self.deconv_filters,
-            "bn_momentum": self.bn_momentum,
-            "spec": self.spec,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -68,6 +68,8 @@ class HourglassTeacher(LandmarkModelMixin, keras.Model):
     final S/4 feature.
     """
 
+    CONFIG_KEYS = ("num_keypoints", "input_size", "num_stacks", "depth", "channels", "bn_momentum", "spec")
+
     def __init__(
         self,
         num_keypoints: int = 68,
@@ -133,22 +135,6 @@ class HourglassTeacher(LandmarkModelMixin, keras.Model):
         self.spec = spec
         self._feature_tensors = features
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_keypoints": self.num_keypoints,
-            "input_size": self.input_size,
-            "num_stacks": self.num_stacks,
-            "depth": self.depth,
-            "channels": self.channels,
-            "bn_momentum": self.bn_momentum,
-            "spec": self.spec,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="mobilefan_tf")
@@ -161,6 +147,8 @@ class ResNetDeconvTeacher(LandmarkModelMixin, keras.Model):
         deconv_filters: Filters of each deconvolution (256 in the paper).
         encoder_weights: Optional local ResNet-50 (no-top) Keras weights file.
     """
+
+    CONFIG_KEYS = ("num_keypoints", "input_size", "deconv_filters", "bn_momentum", "spec")
 
     def __init__(
         self,
@@ -209,17 +197,3 @@ class ResNetDeconvTeacher(LandmarkModelMixin, keras.Model):
                 raise ValueError(f"Cannot load ResNet-50 weights from {encoder_weights}: {err}") from None
             copy_weights_by_name(ref, self)
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_keypoints": self.num_keypoints,
-            "input_size": self.input_size,
-            "deconv_filters": self.deconv_filters,
-            "bn_momentum": self.bn_momentum,
-            "spec": self.spec,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
