@@ -23,7 +23,12 @@ common.define_flags("distill", preset="mobilefan")
 common.define_training_flags()
 flags.DEFINE_string("teacher", None, "Teacher checkpoint (.keras). Required unless --smoke.")
 flags.DEFINE_float("fa_weight", 0.01, "Weight of the feature-aligned (FAD) loss.")
-flags.DEFINE_float("fs_weight", 0.01, "Weight of the feature-similarity (FSD) loss.")
+flags.DEFINE_float(
+    "fs_weight",
+    0.01,
+    "Weight of the feature-similarity (FSD) loss (the paper's 0.01). From scratch use ~0.001: at init "
+    "0.01 x FSD has ~20x the heatmap loss's gradient norm and stalled learning (measured, MODEL_CARD.md).",
+)
 flags.DEFINE_bool("fa_normalize", True, "Relative FAD: MSE / mean square of the teacher feature (scale-free).")
 flags.DEFINE_integer("fs_pool_size", None, "Average-pool features by this factor before FSD (saves memory).")
 flags.DEFINE_list("stages", ["feat1", "feat2", "feat3"], "Decoder features to distil.")
