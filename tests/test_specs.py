@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from mobilefan_tf.data import read_pts
 from mobilefan_tf.specs import COFW, SPECS, W300, WFLW, check_num_points, get_spec
 
 
@@ -44,12 +45,6 @@ def test_lookup_and_errors():
         check_num_points(98, "300w")
 
 
-def _read_pts(path):
-    with open(path) as f:
-        lines = f.read().split("{")[1].split("}")[0].split()
-    return np.array(lines, np.float64).reshape(-1, 2)
-
-
 def _procrustes_error(shape, ref):
     """RMS distance after the best similarity transform (no reflection) of shape onto ref."""
     a = shape - shape.mean(0)
@@ -70,7 +65,7 @@ def test_300w_flip_pairs_on_real_faces(w300_dir):
     """
     files = sorted(glob.glob(os.path.join(w300_dir, "**", "*.pts"), recursive=True))[::20]
     assert len(files) >= 50
-    shapes = [_read_pts(f) for f in files]
+    shapes = [read_pts(f).astype(np.float64) for f in files]
     width = 320
     ref = np.mean([s - s.mean(0) for s in shapes], axis=0)
     perm = W300.flip_permutation
