@@ -1,6 +1,10 @@
-"""Knowledge distillation for MobileFAN: FAD and FSD losses and the `Distiller`."""
+"""Knowledge distillation for MobileFAN: FAD and FSD losses and the `Distiller`.
 
-from distillation.distiller import Distiller, check_landmark_model, load_teacher
+The losses are plain Keras ops (any backend); the `Distiller` is TensorFlow.
+It is imported on first use, so ``distillation.losses`` also loads on a
+machine with JAX and no TensorFlow (see ``experiments/jax_train.py``).
+"""
+
 from distillation.losses import (
     cosine_similarity_matrix,
     feature_aligned_loss,
@@ -8,7 +12,17 @@ from distillation.losses import (
     make_adaptor,
 )
 
+_LAZY = ("Distiller", "check_landmark_model", "load_teacher")
+
 __all__ = [
     "Distiller", "check_landmark_model", "cosine_similarity_matrix", "feature_aligned_loss",
     "feature_similarity_loss", "load_teacher", "make_adaptor",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from distillation import distiller
+
+        return getattr(distiller, name)
+    raise AttributeError(f"module 'distillation' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""MobileFAN's two distillation losses and the feature adaptor.
+"""MobileFAN's two distillation losses and the feature adaptor (any Keras backend).
 
 Feature-aligned distillation (FAD) matches the student's features, mapped to
 the teacher's channels by a small adaptor, to the teacher's features by MSE.
@@ -12,7 +12,7 @@ whatever the channel counts), so it uses the student's raw features.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 # l2_normalize's epsilon (on the squared norm): vectors shorter than 1e-6 are
 # treated as having norm 1e-6, so all-zero (dead ReLU) positions give zero
@@ -38,11 +38,11 @@ def feature_aligned_loss(student_feat_adapted, teacher_feat, normalize: bool = F
     Returns:
         Scalar float32, the mean over all B * H * W * C_t elements.
     """
-    s = tf.cast(student_feat_adapted, tf.float32)
-    t = tf.cast(teacher_feat, tf.float32)
-    mse = tf.reduce_mean(tf.square(s - t))
+    s = ops.cast(student_feat_adapted, "float32")
+    t = ops.cast(teacher_feat, "float32")
+    mse = ops.mean(ops.square(s - t))
     if normalize:
-        mse = mse / (tf.stop_gradient(tf.reduce_mean(tf.square(t))) + 1e-8)
+        mse = mse / (ops.stop_gradient(ops.mean(ops.square(t))) + 1e-8)
     return mse
 
 
@@ -57,16 +57,17 @@ def cosine_similarity_matrix(feat, pool_size: int | None = None):
     Returns:
         [B, N, N] float32 with N = H * W (after pooling), entries in [-1, 1].
     """
-    feat = tf.cast(feat, tf.float32)
+    feat = ops.cast(feat, "float32")
     if pool_size and pool_size > 1:
         h, w = feat.shape[1], feat.shape[2]
         if (h is not None and h % pool_size) or (w is not None and w % pool_size):
             raise ValueError(f"fs_pool_size {pool_size} does not divide the {h}x{w} feature map")
-        feat = tf.nn.avg_pool2d(feat, pool_size, pool_size, "VALID")
-    shape = tf.shape(feat)
-    flat = tf.reshape(feat, [shape[0], shape[1] * shape[2], shape[3]])  # [B, N, C]
-    unit = tf.math.l2_normalize(flat, axis=-1, epsilon=NORM_EPS)
-    return tf.matmul(unit, unit, transpose_b=True)
+        feat = ops.average_pool(feat, pool_size, pool_size, "valid")
+    shape = ops.shape(feat)
+    flat = ops.reshape(feat, (shape[0], shape[1] * shape[2], shape[3]))  # [B, N, C]
+    # x / max(|x|, 1e-6), written out so every Keras backend floors the norm the same way.
+    unit = flat * ops.rsqrt(ops.maximum(ops.sum(ops.square(flat), axis=-1, keepdims=True), NORM_EPS))
+    return ops.matmul(unit, ops.transpose(unit, (0, 2, 1)))
 
 
 def feature_similarity_loss(student_feat, teacher_feat, pool_size: int | None = None):
@@ -90,7 +91,7 @@ def feature_similarity_loss(student_feat, teacher_feat, pool_size: int | None = 
     """
     gs = cosine_similarity_matrix(student_feat, pool_size)
     gt = cosine_similarity_matrix(teacher_feat, pool_size)
-    return tf.reduce_mean(tf.square(gs - gt))
+    return ops.mean(ops.square(gs - gt))
 
 
 def make_adaptor(in_ch: int, out_ch: int, name: str) -> keras.Sequential:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from mobilefan_tf.heatmaps import decode_heatmaps
 from mobilefan_tf.specs import LandmarkSpec, get_spec
 
 NORMS = ("inter_ocular", "inter_pupil", "bbox_diagonal")
@@ -115,6 +113,11 @@ class NormalizedMeanError(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        # TensorFlow only here: the NumPy metrics above also load without it (JAX machines).
+        import tensorflow as tf
+
+        from mobilefan_tf.heatmaps import decode_heatmaps
+
         spec = get_spec(self.spec_name)
         gt, _ = decode_heatmaps(y_true)
         pred, _ = decode_heatmaps(y_pred)
@@ -135,7 +138,7 @@ class NormalizedMeanError(keras.metrics.Metric):
         self.count.assign_add(tf.cast(tf.shape(nme)[0], tf.float32))
 
     def result(self):
-        return self.total / tf.maximum(self.count, 1.0)
+        return self.total / keras.ops.maximum(self.count, 1.0)
 
     def reset_state(self):
         self.total.assign(0.0)

@@ -1,11 +1,12 @@
 """Data path: readers, face crops, augmentation, tf.data pipeline, synthetic faces.
 
 The TFDS builders live in `mobilefan_tf.data.tfds_builders` (imported on
-demand: tensorflow-datasets is slow to import).
+demand: tensorflow-datasets is slow to import). `build_dataset` (tf.data)
+is imported on first use, so readers, transforms and `AugmentConfig` also
+load on a machine without TensorFlow.
 """
 
-from mobilefan_tf.data.augment import AugmentConfig
-from mobilefan_tf.data.pipeline import build_dataset
+from mobilefan_tf.data.config import AugmentConfig
 from mobilefan_tf.data.readers import (
     WFLW_ATTRIBUTES,
     FaceSample,
@@ -51,3 +52,11 @@ __all__ = [
     "wflw_subset",
     "write_split_list",
 ]
+
+
+def __getattr__(name):
+    if name == "build_dataset":
+        from mobilefan_tf.data.pipeline import build_dataset
+
+        return build_dataset
+    raise AttributeError(f"module 'mobilefan_tf.data' has no attribute {name!r}")

@@ -7,8 +7,6 @@ import os
 import keras
 import numpy as np
 
-from mobilefan_tf.heatmaps import decode_to_input
-
 # Names of the three decoder features that distillation matches, coarse to fine.
 FEATURE_NAMES = ("feat1", "feat2", "feat3")
 
@@ -111,6 +109,8 @@ class LandmarkModelMixin:
             landmarks [B, K, 2] (x, y, pixel centres of the input) and
             scores [B, K] (heatmap peaks), as NumPy arrays.
         """
+        from mobilefan_tf.heatmaps import decode_to_input  # TensorFlow; models themselves are backend-free.
+
         arr = self.check_images(images)
         heatmaps = self.predict(arr, batch_size=batch_size, verbose=0)
         if isinstance(heatmaps, (list, tuple)):
