@@ -68,6 +68,8 @@ flags.DEFINE_float("fs_weight", 0.0, "Feature-similarity (FSD) loss weight.")
 flags.DEFINE_bool("fa_normalize", True, "Relative FAD (see distillation.losses.feature_aligned_loss).")
 flags.DEFINE_integer("fs_pool_size", None, "Average-pool features by this factor before FSD.")
 flags.DEFINE_list("stages", ["feat1", "feat2", "feat3"], "Decoder features to distil.")
+flags.DEFINE_string("to_keras", None, "Convert --weights (a .weights.h5 of --preset) to this .keras file and exit.")
+flags.DEFINE_string("weights", None, "A .weights.h5 written by this trainer, for --to_keras.")
 flags.DEFINE_integer("limit", 0, "Use only this many training faces (0: all); for smoke tests.")
 
 SPEC_EYES = (36, 45)  # 300W outer eye corners (inter-ocular NME)
@@ -503,10 +505,13 @@ def train(
                      f"{row['val_nme'] * 100:.2f}%" if "val_nme" in row else "-")
         if time_budget > 0:
             elapsed = time.time() - start
-            per_epoch = float(np.mean(epoch_times[-5:])) if len(epoch_times) > 1 else epoch_times[-1]
+            # The first epoch includes compilation: estimate from the later ones (median: robust
+            # to the evaluation epochs and to other jobs sharing the GPU).
+            recent = epoch_times[1:][-5:] or epoch_times
+            per_epoch = float(np.median(recent))
             fits = int((time_budget - elapsed - 10) / per_epoch)  # 10 s for the final save
             if epoch + fits < planned:
-                if shrink and epoch >= 2:
+                if shrink and epoch >= 3:
                     new = max(epoch + 1, epoch + fits)
                     if new < planned:
                         logging.warning("time budget: plan shortened from %d to %d epochs", planned, new)
@@ -515,9 +520,12 @@ def train(
                     logging.warning("time budget spent after %d of %d epochs: stopping", epoch, planned)
                     stopped_early = True
                     break
-    if "val_nme" not in history[-1]:
+    if "val_nme" not in history[-1]:  # stopped between evaluations
         stats = evaluate(tv, ntv)
         history[-1].update(val_nme=stats["nme"], val_fr=stats["failure_rate"], val_auc=stats["auc"])
+        if stats["nme"] < best:
+            best = stats["nme"]
+            save("best.weights.h5")
     save("last.weights.h5")
     summary = {
         "preset": preset, "epochs_done": epoch, "epochs_planned": planned, "stopped_early": stopped_early,
@@ -531,8 +539,25 @@ def train(
     return summary
 
 
+def weights_to_keras(preset: str, weights: str, out_path: str) -> str:
+    """Rebuilds `preset`, loads a trainer's ``.weights.h5`` and saves a full ``.keras`` model."""
+    from mobilefan_tf.models import build_model
+
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"Weights file not found: {weights}")
+    model = build_model(preset, spec="300w")
+    model.load_weights(weights)
+    model.save(out_path)
+    return out_path
+
+
 def main(argv):
     del argv
+    if FLAGS.to_keras:
+        if not FLAGS.weights:
+            raise app.UsageError("--to_keras needs --weights")
+        print(weights_to_keras(FLAGS.preset, FLAGS.weights, FLAGS.to_keras))
+        return
     if FLAGS.pack:
         print(json.dumps(pack_dataset(FLAGS.data_dir, FLAGS.pack)))
         return
