@@ -70,6 +70,8 @@ flags.DEFINE_integer("fs_pool_size", None, "Average-pool features by this factor
 flags.DEFINE_list("stages", ["feat1", "feat2", "feat3"], "Decoder features to distil.")
 flags.DEFINE_string("to_keras", None, "Convert --weights (a .weights.h5 of --preset) to this .keras file and exit.")
 flags.DEFINE_string("weights", None, "A .weights.h5 written by this trainer, for --to_keras.")
+flags.DEFINE_float("loss_scale", 1.0, "Multiply the loss for the gradient (Adam is nearly scale-free; "
+                   "lifts tiny heatmap-MSE gradients away from float32 underflow).")
 flags.DEFINE_integer("limit", 0, "Use only this many training faces (0: all); for smoke tests.")
 
 SPEC_EYES = (36, 45)  # 300W outer eye corners (inter-ocular NME)
@@ -352,6 +354,7 @@ def train(
     fa_normalize: bool = True,
     fs_pool_size: int | None = None,
     stages=("feat1", "feat2", "feat3"),
+    loss_scale: float = 1.0,
 ) -> dict:
     """Trains `preset` on packed data with the JAX backend; returns the summary.
 
@@ -409,7 +412,7 @@ def train(
         preds = pred if isinstance(pred, (list, tuple)) else [pred]  # multi-stack: every stack supervised
         return sum(jnp.mean(jnp.square(p - target)) for p in preds)
 
-    def loss_fn(tv, ntv, x, y, tvars):
+    def loss_fn(tv, ntv, x, y, tvars, scale):
         out, ntv = net.stateless_call(tv, ntv, x, training=True)
         out = out if distil else {"heatmaps": out}
         hm = heat_loss(out["heatmaps"], y)
@@ -422,16 +425,27 @@ def train(
                     fa += feature_aligned_loss(out[f"adapted_{s}"], t_feat, normalize=fa_normalize)
                 if fs_weight > 0:
                     fs += feature_similarity_loss(out[s], t_feat, fs_pool_size)
-        return hm + fa_weight * fa + fs_weight * fs, (ntv, hm, fa, fs)
+        total = hm + fa_weight * fa + fs_weight * fs
+        return total * scale, (ntv, total, hm, fa, fs)
 
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, eps=1e-7)  # Keras' Adam epsilon
 
     @jax.jit
-    def train_step(tv, ntv, opt_state, idx, key, tvars):
+    def train_step(tv, ntv, opt_state, idx, key, tvars, scale):
         x, y, _ = aug_fn(images[idx], lms[idx], key)
-        (loss, (ntv, hm, fa, fs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y, tvars)
-        updates, opt_state = opt.update(grads, opt_state, tv)
-        return optax.apply_updates(tv, updates), ntv, opt_state, jnp.stack([loss, hm, fa, fs])
+        (_, (new_ntv, loss, hm, fa, fs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            tv, ntv, x, y, tvars, scale)
+        updates, new_opt = opt.update(grads, opt_state, tv)
+        new_tv = optax.apply_updates(tv, updates)
+        # A step with a non-finite loss or gradient is skipped (and counted), so one bad
+        # batch cannot turn every weight into NaN.
+        finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+
+        def keep(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+        terms = jnp.stack([loss, hm, fa, fs, 1.0 - finite.astype(jnp.float32), 1.0 - jnp.isfinite(loss)])
+        return keep(new_tv, tv), keep(new_ntv, ntv), keep(new_opt, opt_state), terms
 
     @jax.jit
     def predict_step(tv, ntv, idx):
@@ -464,7 +478,8 @@ def train(
     key = jax.random.PRNGKey(seed)
     planned, epoch_times, best, history = epochs, [], math.inf, []
     log_path = os.path.join(workdir, "log.csv")
-    fields = ["epoch", "seconds", "lr", "loss", "heatmap_loss", "fa_loss", "fs_loss", "val_nme", "val_fr", "val_auc"]
+    fields = ["epoch", "seconds", "lr", "loss", "heatmap_loss", "fa_loss", "fs_loss", "val_nme", "val_fr", "val_auc",
+              "skipped_steps", "nonfinite_loss_steps"]
     with open(log_path, "w", newline="") as f:
         csv.writer(f).writerow(fields)
 
@@ -475,21 +490,52 @@ def train(
             v.assign(value)
         model.save_weights(os.path.join(workdir, name))  # the student alone, no adaptors
 
+    # Numerics fallbacks, taken in order when most steps of a stretch are non-finite (seen once
+    # on an H200 with the paper student, never on CPU): a 1024x loss scale (Adam is nearly
+    # scale-free), then full-float32 matmuls/convolutions instead of TF32 as well.
+    modes = [(loss_scale, None), (loss_scale * 1024, None), (loss_scale * 1024, "highest")]
+    mode, mode_steps, mode_skipped, switches = 0, 0, 0, []
+
+    def step(*args):
+        scale, precision = modes[mode]
+        if precision is None:
+            return train_step(*args, jnp.float32(scale))
+        with jax.default_matmul_precision(precision):
+            return train_step(*args, jnp.float32(scale))
+
+    evaluate(tv, ntv)  # compiles the evaluation now, so no epoch's timing includes it
     epoch, stopped_early = 0, False
     while epoch < planned:
         t0 = time.time()
         order = rng.permutation(train_idx)
-        sums, synced = np.zeros(4), 0
+        sums, synced, skipped, bad_loss = np.zeros(4), 0, 0, 0
+        pending = jnp.zeros(2)
         for s in range(steps):
             lr = lr_at(epoch * steps + s, planned * steps, warmup, learning_rate, min_lr_ratio)
             opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
             key, sub = jax.random.split(key)
             batch = jnp.asarray(order[s * batch_size:(s + 1) * batch_size])
-            tv, ntv, opt_state, terms = train_step(tv, ntv, opt_state, batch, sub, tvars)
+            tv, ntv, opt_state, terms = step(tv, ntv, opt_state, batch, sub, tvars)
+            pending = pending + terms[4:]  # stays on the device until read
+            mode_steps += 1
             if s % 16 == 0 or s == steps - 1:  # read back sparsely: each read waits for the GPU
-                sums, synced = sums + np.asarray(terms), synced + 1
+                host = np.asarray(terms[:4])
+                if np.all(np.isfinite(host)):
+                    sums, synced = sums + host, synced + 1
+                counts = np.asarray(pending).astype(int)
+                pending = jnp.zeros(2)
+                skipped, bad_loss, mode_skipped = skipped + counts[0], bad_loss + counts[1], mode_skipped + counts[0]
+                if mode_steps >= 16 and mode_skipped > mode_steps / 2 and mode + 1 < len(modes):
+                    mode += 1
+                    switches.append({"epoch": epoch + 1, "step": s, "skipped": int(mode_skipped),
+                                     "of": int(mode_steps), "now": {"loss_scale": modes[mode][0],
+                                                                     "precision": modes[mode][1]}})
+                    logging.warning("%d of %d steps non-finite (%d in the forward loss): now loss scale %g, "
+                                    "precision %s", mode_skipped, mode_steps, bad_loss, *modes[mode])
+                    mode_steps = mode_skipped = 0
         epoch += 1
-        row = {"epoch": epoch, "lr": lr, **dict(zip(fields[3:7], sums / synced, strict=True))}
+        row = {"epoch": epoch, "lr": lr, "skipped_steps": int(skipped), "nonfinite_loss_steps": int(bad_loss),
+               **dict(zip(fields[3:7], sums / max(synced, 1) if synced else [math.nan] * 4, strict=True))}
         if epoch % eval_every == 0 or epoch == planned:
             stats = evaluate(tv, ntv)
             row.update(val_nme=stats["nme"], val_fr=stats["failure_rate"], val_auc=stats["auc"])
@@ -511,7 +557,7 @@ def train(
             per_epoch = float(np.median(recent))
             fits = int((time_budget - elapsed - 10) / per_epoch)  # 10 s for the final save
             if epoch + fits < planned:
-                if shrink and epoch >= 3:
+                if shrink and epoch >= 4:
                     new = max(epoch + 1, epoch + fits)
                     if new < planned:
                         logging.warning("time budget: plan shortened from %d to %d epochs", planned, new)
@@ -532,7 +578,8 @@ def train(
         "best_val_nme": best, "last": history[-1], "seconds": round(time.time() - start, 1),
         "device": str(jax.devices()[0]), "batch_size": batch_size, "learning_rate": learning_rate,
         "fa_weight": fa_weight, "fs_weight": fs_weight, "teacher_preset": teacher_preset if distil else None,
-        "train_faces": int(len(train_idx)), "val_faces": int(len(val_idx)),
+        "train_faces": int(len(train_idx)), "val_faces": int(len(val_idx)), "loss_scale": loss_scale,
+        "skipped_steps": int(sum(r["skipped_steps"] for r in history)), "numerics_fallbacks": switches,
     }
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -571,7 +618,7 @@ def main(argv):
         data, FLAGS.preset, FLAGS.workdir, FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.warmup_epochs,
         FLAGS.min_lr_ratio, FLAGS.sigma, FLAGS.seed, FLAGS.time_budget, FLAGS.shrink, FLAGS.eval_every,
         AugmentConfig() if FLAGS.augment else None, FLAGS.teacher, FLAGS.teacher_preset, FLAGS.fa_weight,
-        FLAGS.fs_weight, FLAGS.fa_normalize, FLAGS.fs_pool_size, tuple(FLAGS.stages),
+        FLAGS.fs_weight, FLAGS.fa_normalize, FLAGS.fs_pool_size, tuple(FLAGS.stages), FLAGS.loss_scale,
     )
     print(json.dumps(summary))
 

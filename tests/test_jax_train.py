@@ -130,11 +130,16 @@ teacher.save_weights(work + "/teacher.weights.h5")
 plain = jt.train(data, "mobilefan_lite", work + "/plain", epochs=2, batch_size=8, warmup_epochs=0)
 both = jt.train(data, "mobilefan_lite", work + "/both", epochs=1, batch_size=8, teacher=work + "/teacher.weights.h5",
                 teacher_preset="hourglass_lite", fa_weight=0.01, fs_weight=0.001)
+guarded = jt.train(data, "mobilefan_lite", work + "/nan", epochs=17, batch_size=8, eval_every=100,
+                   loss_scale=float("nan"))
 m = build_model("mobilefan_lite", spec="300w")
+m.load_weights(work + "/nan/last.weights.h5")
+finite = all(np.isfinite(w).all() for w in m.get_weights())
 m.load_weights(work + "/plain/last.weights.h5")
 x = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype("float32")
 np.save(work + "/pred.npy", np.asarray(m(x, training=False)))
-print(json.dumps({"backend": keras.backend.backend(), "plain": plain, "both": both}))
+print(json.dumps({"backend": keras.backend.backend(), "plain": plain, "both": both, "nan": guarded,
+                  "nan_weights_finite": bool(finite)}))
 """
 
 
@@ -162,6 +167,12 @@ def test_trainer_runs_under_jax_and_its_weights_load_in_tensorflow(tmp_path):
     assert result["plain"]["epochs_done"] == 2 and np.isfinite(result["plain"]["last"]["loss"])
     both = result["both"]["last"]
     assert both["fa_loss"] > 0 and both["fs_loss"] > 0 and both["loss"] > both["heatmap_loss"]
+    # A NaN gradient never reaches the weights: every step is skipped, counted, and the
+    # numerics fallbacks are tried in order.
+    nan = result["nan"]
+    assert nan["skipped_steps"] == 34 and result["nan_weights_finite"]
+    assert [f["now"]["precision"] for f in nan["numerics_fallbacks"]] == [None, "highest"]
+    assert result["plain"]["skipped_steps"] == 0
     with open(tmp_path / "plain" / "log.csv") as f:
         assert f.read().count("\n") == 3  # header + one row per epoch
 
