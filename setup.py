@@ -28,7 +28,9 @@ setup(
         "scikit-image",  # the demo photo
     ],
     extras_require={
-        "test": ["pytest", "ruff"],
+        # jax + optax: the GPU trainer (experiments/jax_train.py); its tests run on the CPU.
+        "test": ["pytest", "ruff", "jax>=0.4.30", "optax"],
+        "jax": ["jax>=0.4.30", "optax"],
         # dlib's 68-point shape predictor file, for the comparison rows of `mobilefan benchmark`.
         "bench": ["face_recognition_models"],
         "qat": ["tf_keras>=2.21,<2.22", "tensorflow-model-optimization"],

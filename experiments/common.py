@@ -61,6 +61,8 @@ def define_training_flags() -> None:
     flags.DEFINE_enum("schedule", None, ["cosine", "step", "constant"], "LR decay (default: TrainConfig's).")
     flags.DEFINE_bool("augment", True, "Random geometric + photometric augmentation of training faces.")
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
+    flags.DEFINE_string("init_weights", None, "Start from these weights (.keras or .weights.h5 of the same preset), "
+                        "e.g. a GPU run of experiments.jax_train, to fine-tune on.")
 
 
 def get_strategy(name: str):
@@ -156,6 +158,22 @@ def print_history(history) -> None:
         print(f"epoch {epoch + 1}: {row}")
 
 
+def load_init_weights(model, path: str) -> None:
+    """Loads a .weights.h5, or the weights of a saved .keras model, into `model` (same architecture)."""
+    import keras
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--init_weights file not found: {path}")
+    if path.endswith(".weights.h5"):
+        model.load_weights(path)
+        return
+    source = keras.saving.load_model(path, compile=False)
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as err:
+        raise ValueError(f"{path}: weights do not fit preset {FLAGS.preset!r}: {err}") from None
+
+
 def run_supervised() -> None:
     """Trains ``--preset`` on heatmaps alone (no teacher): `training.fit` with its standard callbacks."""
     from mobilefan_tf.training import compile_heatmap_model, fit
@@ -164,6 +182,8 @@ def run_supervised() -> None:
     strategy = get_strategy(FLAGS.strategy)
     with strategy.scope():
         model = build(FLAGS.preset, FLAGS.smoke)
+        if FLAGS.init_weights:
+            load_init_weights(model, FLAGS.init_weights)
     train_ds, val_ds, steps = training_data(model.input_size, config, FLAGS.workdir)
     with strategy.scope():
         compile_heatmap_model(model, config, SPEC, steps)

@@ -46,6 +46,8 @@ def main(argv):
     with strategy.scope():
         teacher = load_teacher(FLAGS.teacher) if FLAGS.teacher else common.build("hourglass", smoke=True)
         student = common.build(FLAGS.preset, FLAGS.smoke)
+        if FLAGS.init_weights:
+            common.load_init_weights(student, FLAGS.init_weights)
         distiller = Distiller(student, teacher)  # checks K and input size
     train_ds, val_ds, steps = common.training_data(student.input_size, config, FLAGS.workdir)
     with strategy.scope():
