@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+if __name__ == "__main__":  # as a script: JAX unless told otherwise (never for importers: their subprocesses inherit it)
+    os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import csv  # noqa: E402 - KERAS_BACKEND must be set before keras loads
+import csv  # noqa: E402 - KERAS_BACKEND must be set before keras loads (keras is imported lazily below)
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
