@@ -456,6 +456,13 @@ def train(
         hm = hm[-1] if isinstance(hm, (list, tuple)) else hm
         return decode_dark(hm)
 
+    # Validation crops are fixed: their matrices (source -> input pixels) are computed once.
+    from mobilefan_tf.data.transforms import crop_matrix as np_crop_matrix
+    from mobilefan_tf.data.transforms import face_box
+
+    val_gt = np.asarray(data["landmarks"])[val_idx]
+    val_mats = np_crop_matrix(face_box(val_gt), size)  # [N, 2, 3], scale + shift only
+
     def evaluate(tv, ntv) -> dict:
         preds = []
         for i in range(0, len(val_idx), 64):
@@ -466,15 +473,12 @@ def train(
         heat = np.concatenate(preds)
         inputs_xy = (heat + 0.5) * (size / hm_size) - 0.5
         # Back to source pixels through the inverse of each face's crop.
-        gt = np.asarray(data["landmarks"])[val_idx]
-        mats = np.stack([np.asarray(crop_matrix(jnp.asarray(g), size)) for g in gt])
-        src = (inputs_xy - mats[:, None, :2, 2]) / mats[:, None, 0:1, 0]
-        return nme_stats(src, gt)
+        src = (inputs_xy - val_mats[:, None, :, 2]) / val_mats[:, None, 0:1, 0]
+        return nme_stats(src, val_gt)
 
     tv = [v.value for v in net.trainable_variables]
     ntv = [v.value for v in net.non_trainable_variables]
     opt_state = opt.init(tv)
-    tvars = t_vars
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
     planned, epoch_times, best, history = epochs, [], math.inf, []
@@ -490,6 +494,15 @@ def train(
         for v, value in zip(net.non_trainable_variables, ntv, strict=True):
             v.assign(value)
         model.save_weights(os.path.join(workdir, name))  # the student alone, no adaptors
+
+    def record_eval(row: dict) -> None:
+        """Validates, adds the metrics to the log row, and saves a new best."""
+        nonlocal best
+        stats = evaluate(tv, ntv)
+        row.update(val_nme=stats["nme"], val_fr=stats["failure_rate"], val_auc=stats["auc"])
+        if stats["nme"] < best:
+            best = stats["nme"]
+            save("best.weights.h5")
 
     # Numerics fallbacks, taken in order when most steps of a stretch are non-finite (seen once
     # on an H200 with the paper student, never on CPU): a 1024x loss scale (Adam is nearly
@@ -516,7 +529,7 @@ def train(
             opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
             key, sub = jax.random.split(key)
             batch = jnp.asarray(order[s * batch_size:(s + 1) * batch_size])
-            tv, ntv, opt_state, terms = step(tv, ntv, opt_state, batch, sub, tvars)
+            tv, ntv, opt_state, terms = step(tv, ntv, opt_state, batch, sub, t_vars)
             pending = pending + terms[4:]  # stays on the device until read
             mode_steps += 1
             if s % 16 == 0 or s == steps - 1:  # read back sparsely: each read waits for the GPU
@@ -538,11 +551,7 @@ def train(
         row = {"epoch": epoch, "lr": lr, "skipped_steps": int(skipped), "nonfinite_loss_steps": int(bad_loss),
                **dict(zip(fields[3:7], sums / max(synced, 1) if synced else [math.nan] * 4, strict=True))}
         if epoch % eval_every == 0 or epoch == planned:
-            stats = evaluate(tv, ntv)
-            row.update(val_nme=stats["nme"], val_fr=stats["failure_rate"], val_auc=stats["auc"])
-            if stats["nme"] < best:
-                best = stats["nme"]
-                save("best.weights.h5")
+            record_eval(row)
         epoch_times.append(time.time() - t0)
         row["seconds"] = round(time.time() - start, 1)
         history.append(row)
@@ -568,11 +577,7 @@ def train(
                     stopped_early = True
                     break
     if "val_nme" not in history[-1]:  # stopped between evaluations
-        stats = evaluate(tv, ntv)
-        history[-1].update(val_nme=stats["nme"], val_fr=stats["failure_rate"], val_auc=stats["auc"])
-        if stats["nme"] < best:
-            best = stats["nme"]
-            save("best.weights.h5")
+        record_eval(history[-1])
     save("last.weights.h5")
     summary = {
         "preset": preset, "epochs_done": epoch, "epochs_planned": planned, "stopped_early": stopped_early,
