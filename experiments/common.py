@@ -26,7 +26,7 @@ import json
 import math
 import os
 
-from absl import flags
+from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_DIR = os.path.join(REPO, "..", "shared", "data", "300w")
@@ -162,16 +162,17 @@ def load_init_weights(model, path: str) -> None:
     """Loads a .weights.h5, or the weights of a saved .keras model, into `model` (same architecture)."""
     import keras
 
+    # UsageError: absl prints the one line and exits 1, without a traceback.
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--init_weights file not found: {path}")
-    if path.endswith(".weights.h5"):
-        model.load_weights(path)
-        return
-    source = keras.saving.load_model(path, compile=False)
+        raise app.UsageError(f"--init_weights file not found: {path}")
     try:
-        model.set_weights(source.get_weights())
-    except ValueError as err:
-        raise ValueError(f"{path}: weights do not fit preset {FLAGS.preset!r}: {err}") from None
+        if path.endswith(".weights.h5"):
+            model.load_weights(path)
+        else:
+            model.set_weights(keras.saving.load_model(path, compile=False).get_weights())
+    except (ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise app.UsageError(f"{path}: cannot load as --init_weights for preset {FLAGS.preset!r}: {first}") from None
 
 
 def run_supervised() -> None:

@@ -118,8 +118,11 @@ def load_packed(path: str) -> dict:
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Packed dataset not found: {path} (make it with --pack)")
-    z = np.load(path)
-    jpeg, off = z["jpeg"], z["offsets"]
+    try:
+        z = np.load(path)
+        jpeg, off = z["jpeg"], z["offsets"]
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
+        raise ValueError(f"{path}: not a packed dataset from --pack ({type(err).__name__})") from None
     images = []
     for i in range(len(off) - 1):
         img = cv2.imdecode(jpeg[off[i]:off[i + 1]], cv2.IMREAD_COLOR)
@@ -606,17 +609,30 @@ def weights_to_keras(preset: str, weights: str, out_path: str) -> str:
 
 def main(argv):
     del argv
+    # Bad files give absl's one-line UsageError (naming the file), not a traceback.
     if FLAGS.to_keras:
         if not FLAGS.weights:
             raise app.UsageError("--to_keras needs --weights")
-        print(weights_to_keras(FLAGS.preset, FLAGS.weights, FLAGS.to_keras))
+        try:
+            print(weights_to_keras(FLAGS.preset, FLAGS.weights, FLAGS.to_keras))
+        except (OSError, ValueError) as err:
+            message = str(err).strip().splitlines()[0]
+            raise app.UsageError(message if FLAGS.weights in message else f"{FLAGS.weights}: {message}") from None
         return
     if FLAGS.pack:
-        print(json.dumps(pack_dataset(FLAGS.data_dir, FLAGS.pack)))
+        try:
+            print(json.dumps(pack_dataset(FLAGS.data_dir, FLAGS.pack)))
+        except (OSError, ValueError) as err:
+            raise app.UsageError(str(err).strip().splitlines()[0]) from None
         return
     if not FLAGS.data:
         raise app.UsageError("--data (a packed .npz) or --pack is required")
-    data = load_packed(FLAGS.data)
+    if FLAGS.teacher and not os.path.isfile(FLAGS.teacher):
+        raise app.UsageError(f"--teacher weights file not found: {FLAGS.teacher}")
+    try:
+        data = load_packed(FLAGS.data)
+    except (OSError, ValueError) as err:
+        raise app.UsageError(str(err).strip().splitlines()[0]) from None  # names the file
     if FLAGS.limit:
         keep = np.concatenate([np.flatnonzero(~data["is_val"])[: FLAGS.limit], np.flatnonzero(data["is_val"])])
         data = {k: v[keep] for k, v in data.items()}

@@ -180,3 +180,12 @@ def test_trainer_runs_under_jax_and_its_weights_load_in_tensorflow(tmp_path):
     model.load_weights(str(tmp_path / "plain" / "last.weights.h5"))
     x = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype("float32")
     np.testing.assert_allclose(model(x, training=False).numpy(), np.load(tmp_path / "pred.npy"), atol=1e-5)
+
+
+def test_bad_packed_files_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        jt.load_packed(str(tmp_path / "missing.npz"))
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive")
+    with pytest.raises(ValueError, match="notes.npz: not a packed dataset"):
+        jt.load_packed(str(text))
