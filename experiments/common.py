@@ -54,8 +54,8 @@ def define_flags(script: str, preset: str) -> None:
     flags.DEFINE_bool("smoke", False, "Synthetic faces and a tiny model: an end-to-end run in about a minute.")
 
 
-def define_training_flags() -> None:
-    """Flags of the scripts that train."""
+def define_training_flags(epoch_weights: bool = True) -> None:
+    """Flags of the scripts that train (``--keep_epoch_weights`` only if `epoch_weights`)."""
     flags.DEFINE_float("learning_rate", None, "Peak learning rate (default: TrainConfig's).")
     flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: TrainConfig's; 0 with --smoke).")
     flags.DEFINE_enum("schedule", None, ["cosine", "step", "constant"], "LR decay (default: TrainConfig's).")
@@ -63,6 +63,9 @@ def define_training_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
     flags.DEFINE_string("init_weights", None, "Start from these weights (.keras or .weights.h5 of the same preset), "
                         "e.g. a GPU run of experiments.jax_train, to fine-tune on.")
+    if epoch_weights:  # the Distiller's checkpoints are not a bare student's: no averaging there
+        flags.DEFINE_bool("keep_epoch_weights", False, "Keep every epoch's weights in WORKDIR/epochs/ (about 9 MB each "
+                          "for the paper preset), for experiments.average_weights.")
 
 
 def get_strategy(name: str):
@@ -188,6 +191,7 @@ def run_supervised() -> None:
     train_ds, val_ds, steps = training_data(model.input_size, config, FLAGS.workdir)
     with strategy.scope():
         compile_heatmap_model(model, config, SPEC, steps)
-    history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=SPEC, steps_per_epoch=steps)
+    history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=SPEC, steps_per_epoch=steps,
+                  keep_epoch_weights=FLAGS.keep_epoch_weights)
     print_history(history)
     print(f"best checkpoint: {os.path.join(FLAGS.workdir, 'best.keras')}")

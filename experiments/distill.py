@@ -20,7 +20,7 @@ from distillation import Distiller, load_teacher
 from experiments import common
 
 common.define_flags("distill", preset="mobilefan")
-common.define_training_flags()
+common.define_training_flags(epoch_weights=False)
 flags.DEFINE_string("teacher", None, "Teacher checkpoint (.keras). Required unless --smoke.")
 flags.DEFINE_float("fa_weight", 0.01, "Weight of the feature-aligned (FAD) loss.")
 flags.DEFINE_float(

@@ -25,6 +25,8 @@ flags.DEFINE_multi_string("model", [], "Model to evaluate (repeat the flag for s
 flags.DEFINE_enum("split", "full", ["common", "challenging", "full", "val"], "300W split (val: the training hold-out).")
 flags.DEFINE_float("threshold", 0.08, "NME threshold of the failure rate and AUC.")
 flags.DEFINE_string("norm", "inter_ocular", "NME normaliser: inter_ocular, inter_pupil or bbox_diagonal.")
+flags.DEFINE_enum("flip_test", "on", ["on", "off", "both"], "Average each face with its mirror image (on, as "
+                  "`mobilefan evaluate` does), run once (off), or score both ways (the flip rows get a _flip suffix).")
 FLAGS = flags.FLAGS
 
 
@@ -61,13 +63,26 @@ def eval_samples() -> list:
 def main(argv):
     del argv
     from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced
+    from mobilefan_tf.flip_test import FlipTestModel
+    from mobilefan_tf.predictor import load_landmark_model
 
     if not FLAGS.model and not FLAGS.smoke:
         raise app.UsageError("give at least one --model (or --smoke)")
     samples = eval_samples()
-    models = {model_name(p): p for p in FLAGS.model}
-    if not models:
-        models["untrained_smoke"] = common.build(FLAGS.preset, smoke=True)
+    loaded = {}
+    for path in FLAGS.model:
+        try:
+            loaded[model_name(path)] = load_landmark_model(path)
+        except (OSError, ValueError) as err:
+            raise app.UsageError(str(err)) from None
+    if not loaded:
+        loaded["untrained_smoke"] = common.build(FLAGS.preset, smoke=True)
+    models = {}
+    for name, model in loaded.items():
+        if FLAGS.flip_test in ("off", "both"):
+            models[name] = model
+        if FLAGS.flip_test in ("on", "both"):
+            models[name + "_flip" if FLAGS.flip_test == "both" else name] = FlipTestModel(model)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     results, summary = {}, {}
     for name, model in models.items():
@@ -76,7 +91,8 @@ def main(argv):
         )
         predictions = res.pop("landmarks")
         results[name] = res
-        summary[name] = {k: res[k] for k in ("nme", "failure_rate", "auc", "num_images")}
+        res["flip_test"] = isinstance(model, FlipTestModel)
+        summary[name] = {k: res[k] for k in ("nme", "failure_rate", "auc", "num_images", "flip_test")}
         nmes = [p["nme"] for p in res["per_image"]]
         overlay_grid(
             _Photos(samples), predictions, nmes, os.path.join(FLAGS.workdir, f"overlay_{name}.png"),

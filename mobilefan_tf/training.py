@@ -7,6 +7,9 @@ Every run lives in one work directory:
     workdir/best.keras   model with the best validation NME so far
     workdir/last.keras   model after the latest epoch
     workdir/backup/      BackupAndRestore state: a killed run resumes here
+    workdir/epochs/      epoch_NNN.weights.h5 after every epoch (only with
+                         keep_epoch_weights; for weight averaging, see
+                         `mobilefan_tf.averaging`)
 """
 
 from __future__ import annotations
@@ -141,8 +144,15 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def make_callbacks(workdir: str, monitor: str = "val_nme", tensorboard: bool = True) -> list[keras.callbacks.Callback]:
-    """CSV + TensorBoard logs, best and last checkpoints, and backup for resume."""
+def make_callbacks(
+    workdir: str, monitor: str = "val_nme", tensorboard: bool = True, keep_epoch_weights: bool = False
+) -> list[keras.callbacks.Callback]:
+    """CSV + TensorBoard logs, best and last checkpoints, and backup for resume.
+
+    With `keep_epoch_weights`, every epoch's weights are also kept (1-based
+    ``epochs/epoch_NNN.weights.h5``, about 9 MB each for the paper preset) so
+    that a run's tail can be averaged afterwards.
+    """
     os.makedirs(workdir, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
@@ -154,6 +164,10 @@ def make_callbacks(workdir: str, monitor: str = "val_nme", tensorboard: bool = T
         keras.callbacks.ModelCheckpoint(os.path.join(workdir, "last.keras")),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if keep_epoch_weights:
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(workdir, "epochs", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
+        ))
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tb"), update_freq="epoch"))
     return callbacks
@@ -169,6 +183,7 @@ def fit(
     steps_per_epoch: int | None = None,
     verbose: int | str = "auto",
     extra_callbacks: list | None = None,
+    keep_epoch_weights: bool = False,
 ) -> keras.callbacks.History:
     """Compiles (if needed) and trains `model`, resumable from `workdir`.
 
@@ -181,6 +196,10 @@ def fit(
         workdir: Where logs, checkpoints and the resume backup go.
         spec: Landmark spec (for the NME metric).
         steps_per_epoch: Required when `train_ds` repeats forever.
+        verbose: Passed to `model.fit`.
+        extra_callbacks: Appended to the standard callbacks.
+        keep_epoch_weights: Also keep every epoch's weights in
+            ``workdir/epochs/`` (see `make_callbacks`).
 
     Returns:
         The Keras History of this call (epochs run now; a resumed run only
@@ -203,7 +222,8 @@ def fit(
             raise ValueError("val_ds is empty: no validation batches")
         val_ds = repeat_targets(val_ds, n_out)
     monitor = nme_monitor_name(model) if val_ds is not None else "loss"
-    callbacks = make_callbacks(workdir, monitor=monitor) + list(extra_callbacks or [])
+    callbacks = make_callbacks(workdir, monitor=monitor, keep_epoch_weights=keep_epoch_weights)
+    callbacks += list(extra_callbacks or [])
     return model.fit(
         train_ds,
         validation_data=val_ds,

@@ -145,7 +145,11 @@ def test_evaluate_folder(files, tmp_path):
     assert result["num_images"] == 4 and len(result["per_image"]) == 4
     assert {"nme", "failure_rate", "auc", "per_image"} <= set(result)
     assert {"file", "nme"} <= set(result["per_image"][0]) and result["threshold"] == 0.1
-    assert plot.stat().st_size > 0
+    assert plot.stat().st_size > 0 and result["flip_test"] is True
+    assert cli.main(["evaluate", str(tmp_path), "--model", str(files / "lite.keras"), "--index_base", "1",
+                     "--json", str(out_json), "--no_flip"]) == 0  # fmt: skip
+    once = json.loads(out_json.read_text())
+    assert once["flip_test"] is False and once["nme"] != result["nme"]
 
 
 def test_evaluate_bad_folder(files, tmp_path, capsys):

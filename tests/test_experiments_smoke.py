@@ -55,8 +55,24 @@ def test_train_teacher_smoke(runs):
 
 @pytest.mark.slow
 def test_train_student_smoke(runs):
-    check_ok(run_script("train_student", "--smoke", f"--workdir={runs / 'student'}"))
+    check_ok(run_script("train_student", "--smoke", f"--workdir={runs / 'student'}", "--keep_epoch_weights"))
     check_training_run(runs / "student", ["loss", "nme", "val_loss", "val_nme"])
+    assert sorted(os.listdir(runs / "student" / "epochs")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
+
+
+@pytest.mark.slow
+def test_average_weights_smoke(runs):
+    workdir = runs / "student"
+    if not (workdir / "epochs").is_dir():
+        pytest.skip("needs test_train_student_smoke's run")
+    check_ok(run_script("average_weights", "--smoke", f"--workdir={workdir}", "--bn_batches=3"))
+    summary = json.loads((workdir / "averaged.json").read_text())
+    assert summary["epochs"] == [1, 2] and summary["bn_batches"] == 3
+    assert set(summary["epoch_val_nme"]) == {"1", "2"}
+    assert 0 < summary["val_nme"] < 1 and 0 < summary["val_nme_flip_test"] < 1
+    assert os.path.isfile(workdir / "averaged.keras")
+    proc = run_script("average_weights", "--smoke", f"--workdir={workdir}", "--first_epoch=5")
+    assert proc.returncode != 0 and "no epoch_NNN.weights.h5" in proc.stderr + proc.stdout
 
 
 @pytest.mark.slow

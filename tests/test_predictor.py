@@ -90,7 +90,7 @@ def test_predictor_maps_crops_back_to_photo(shape):
     runner = FixedRunner()
     photo = np.random.default_rng(0).integers(0, 255, (*shape, 3), np.uint8)
     box = np.array([120.0, 80.0, 220.0, 200.0])
-    faces = Predictor(runner, crop_scale=1.25).predict(photo, boxes=[box])
+    faces = Predictor(runner, crop_scale=1.25, flip_test=False).predict(photo, boxes=[box])
     assert len(faces) == 1 and faces[0]["landmarks"].shape == (68, 2)
     expected = apply_affine(invert_affine(crop_matrix(box, 128, 1.25)), runner.crop_landmarks)
     # Photos over 4096 px are downscaled first: allow the resampling offset.
@@ -99,11 +99,25 @@ def test_predictor_maps_crops_back_to_photo(shape):
     assert runner.crops[0].shape == (1, 128, 128, 3)
 
 
+def test_predictor_flip_test_averages_with_the_mirror_crop():
+    from mobilefan_tf.flip_test import mirror_landmarks
+
+    runner = FixedRunner()
+    photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
+    box = np.array([120.0, 80.0, 220.0, 200.0])
+    faces = Predictor(runner, crop_scale=1.25).predict(photo, boxes=[box])  # flip test is the default
+    (crops,) = runner.crops
+    np.testing.assert_array_equal(crops[1], crops[0][:, ::-1])
+    mean = (runner.crop_landmarks + mirror_landmarks(runner.crop_landmarks, 128, 68)) / 2
+    expected = apply_affine(invert_affine(crop_matrix(box, 128, 1.25)), mean)
+    np.testing.assert_allclose(faces[0]["landmarks"], expected, atol=1e-3)
+
+
 def test_predictor_uses_detector_box_calibration():
     runner = FixedRunner()
     detector = FixedDetector([[100, 100, 200, 200]])
     detector.box_scale, detector.box_shift = 1.2, (0.0, 0.1)
-    faces = Predictor(runner, detector=detector).predict(np.zeros((400, 400, 3), np.uint8))
+    faces = Predictor(runner, detector=detector, flip_test=False).predict(np.zeros((400, 400, 3), np.uint8))
     np.testing.assert_allclose(faces[0]["box"], [90, 100, 210, 220], atol=1e-4)
     assert Predictor(runner, detector=FixedDetector(np.zeros((0, 4)))).predict(np.zeros((50, 50), np.uint8)) == []
 

@@ -14,6 +14,7 @@ SHIPPED = {
     "mobilefan_lite_300w.keras": 4.2,  # 4.03 % (or better after fine-tuning)
     "mobilefan_lite_300w_int8.tflite": 4.2,
 }
+FLIP_BOUND = 3.5  # MODEL_CARD: 3.43 % with the flip test (the CLI's default)
 
 
 def test_assets_exist_within_size_limit_and_default_is_the_paper_student():
@@ -44,3 +45,16 @@ def test_shipped_models_on_the_validation_faces(val_faces):
     assert abs(nme["mobilefan_300w_int8.tflite"] - nme["mobilefan_300w.keras"]) < 0.05
     assert abs(nme["mobilefan_lite_300w_int8.tflite"] - nme["mobilefan_lite_300w.keras"]) < 0.05
     assert nme["mobilefan_300w.keras"] < nme["mobilefan_lite_300w.keras"]
+
+
+def test_default_model_flip_test_on_the_validation_faces(val_faces):
+    """`mobilefan evaluate`'s default (flip test) beats one pass: a wrong flip permutation would not."""
+    from mobilefan_tf.evaluation import evaluate_model
+    from mobilefan_tf.flip_test import FlipTestModel
+    from mobilefan_tf.predictor import load_landmark_model
+
+    model = load_landmark_model(default_model_path())
+    once = evaluate_model(model, val_faces)["nme"] * 100
+    flip = evaluate_model(FlipTestModel(model), val_faces)["nme"] * 100
+    assert flip < once - 0.03, f"flip test {flip:.3f} % vs one pass {once:.3f} %"
+    assert flip < FLIP_BOUND, f"flip test {flip:.3f} % NME on validation, bound {FLIP_BOUND} %"
