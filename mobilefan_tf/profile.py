@@ -121,7 +121,7 @@ def _variant_runner(model, variant: str, workdir: str, threads: int):
 
 
 def _end_to_end_rows(model, workdir: str, runs: int) -> list[dict]:
-    """Detection + crop + TFLite landmarks on skimage's astronaut photo (512 x 512, one face)."""
+    """Detection + crop + TFLite landmarks (without and with the flip test) on skimage's astronaut photo (512 x 512, one face)."""
     from skimage import data
 
     from mobilefan_tf.detector import default_detector
@@ -136,9 +136,11 @@ def _end_to_end_rows(model, workdir: str, runs: int) -> list[dict]:
         path = os.path.join(workdir, f"{model.name}_{quantize}.tflite")
         if not os.path.exists(path):
             continue
-        predictor = Predictor(TFLiteModel(path, num_threads=1), detector=detector)
-        stats = _time_calls(lambda p=predictor: p.predict(photo), max(5, runs // 5))
-        rows.append({"preset": model.name, "variant": f"end-to-end detect+tflite_{quantize}", "threads": 1, **stats})
+        for flip in (False, True):  # one pass, and the Predictor's default flip test (two passes)
+            predictor = Predictor(TFLiteModel(path, num_threads=1), detector=detector, flip_test=flip)
+            stats = _time_calls(lambda p=predictor: p.predict(photo), max(5, runs // 5))
+            variant = f"end-to-end detect+tflite_{quantize}" + ("+flip" if flip else "")
+            rows.append({"preset": model.name, "variant": variant, "threads": 1, **stats})
     return rows
 
 
