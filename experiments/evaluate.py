@@ -9,7 +9,9 @@ Writes to ``--workdir`` (default runs/evaluate):
     and the per-image NME (`mobilefan_tf.evaluation.evaluate_model`);
   * ``ced.png``: every model's CED curve on one plot;
   * ``overlay_<model>.png``: each model's best and worst faces.
-``--model`` takes .keras files, SavedModel folders or .tflite files.
+``--model`` takes .keras files, SavedModel folders or .tflite files. By default
+each face is averaged with its mirror image (``--flip_test on``, as
+``mobilefan evaluate`` does); ``--flip_test both`` scores one pass too.
 """
 
 import json
