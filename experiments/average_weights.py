@@ -55,7 +55,6 @@ def main(argv):
 
     import mobilefan_tf.models  # noqa: F401 - registers the model classes
     from mobilefan_tf.averaging import average_weight_files, recalibrate_batchnorm
-    from mobilefan_tf.data import split_train_val
     from mobilefan_tf.evaluation import evaluate_model
     from mobilefan_tf.flip_test import FlipTestModel
     from mobilefan_tf.training import TrainConfig
@@ -68,7 +67,10 @@ def main(argv):
     last = os.path.join(workdir, "last.keras")
     if not os.path.isfile(last):
         raise app.UsageError(f"{last}: not found (the architecture to average into)")
-    model = keras.saving.load_model(last, compile=False)
+    try:
+        model = keras.saving.load_model(last, compile=False)
+    except Exception as err:  # noqa: BLE001 - the loader raises many types; keep one line naming the file
+        raise app.UsageError(f"{last}: cannot load: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}") from None
     try:
         average_weight_files(model, list(files.values()))
     except ValueError as err:
@@ -80,7 +82,7 @@ def main(argv):
     out = os.path.join(workdir, "averaged.keras")
     model.save(out)
 
-    val = split_train_val(common.load_samples("train"), every=10)[1]
+    val = common.train_val_samples()[1]
     once = evaluate_model(model, val, spec=common.SPEC)
     flip = evaluate_model(FlipTestModel(model), val, spec=common.SPEC)
     logged = logged_val_nme(workdir)

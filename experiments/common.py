@@ -126,6 +126,13 @@ def load_samples(split: str = "train") -> list:
     return samples
 
 
+def train_val_samples() -> tuple[list, list]:
+    """The training faces split into (train, validation): every 10th face by sorted name is validation."""
+    from mobilefan_tf.data import split_train_val
+
+    return split_train_val(load_samples("train"), every=10)
+
+
 def training_data(input_size: int, config, workdir: str):
     """Train / validation datasets; validation is every 10th face by sorted name.
 
@@ -136,9 +143,9 @@ def training_data(input_size: int, config, workdir: str):
     Returns:
         (train_ds repeating forever, val_ds, steps_per_epoch).
     """
-    from mobilefan_tf.data import AugmentConfig, build_dataset, split_train_val, write_split_list
+    from mobilefan_tf.data import AugmentConfig, build_dataset, write_split_list
 
-    train, val = split_train_val(load_samples("train"), every=10)
+    train, val = train_val_samples()
     if not train or not val:
         raise ValueError(f"Too few faces to split: {len(train)} train, {len(val)} validation (need >= 10)")
     os.makedirs(workdir, exist_ok=True)

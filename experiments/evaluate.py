@@ -55,10 +55,8 @@ def model_name(path: str) -> str:
 
 
 def eval_samples() -> list:
-    from mobilefan_tf.data import split_train_val
-
     if FLAGS.split == "val":
-        return split_train_val(common.load_samples("train"), every=10)[1]
+        return common.train_val_samples()[1]
     return common.load_samples(FLAGS.split)
 
 
@@ -93,7 +91,6 @@ def main(argv):
         )
         predictions = res.pop("landmarks")
         results[name] = res
-        res["flip_test"] = isinstance(model, FlipTestModel)
         summary[name] = {k: res[k] for k in ("nme", "failure_rate", "auc", "num_images", "flip_test")}
         nmes = [p["nme"] for p in res["per_image"]]
         overlay_grid(

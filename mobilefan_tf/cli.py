@@ -162,7 +162,6 @@ def cmd_evaluate(args) -> int:
     except (OSError, ValueError) as err:
         where, _, problem = str(err).partition(": ")
         raise CliError(where, problem or "evaluation failed") from None
-    result["flip_test"] = not args.no_flip
     print(
         f"{result['num_images']} images: NME {100 * result['nme']:.3f}% "
         f"(inter-ocular{', flip test' if result['flip_test'] else ''}), "

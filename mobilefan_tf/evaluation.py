@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mobilefan_tf.export import DEFAULT_CROP_SCALE
+from mobilefan_tf.flip_test import FlipTestModel
 from mobilefan_tf.metrics import nme_per_image, summarize
 
 
@@ -69,7 +70,9 @@ def evaluate_model(
     Returns:
         JSON-ready dict: ``num_images``, ``nme`` (mean, fraction of the
         normaliser), ``failure_rate``, ``auc``, ``threshold``, ``norm``,
-        ``crop_scale`` and ``per_image``: [{``file``, ``nme``}] in sample order.
+        ``crop_scale``, ``flip_test`` (whether the model averages each face
+        with its mirror image, `flip_test.FlipTestModel`) and ``per_image``:
+        [{``file``, ``nme``}] in sample order.
     """
     from mobilefan_tf.data import apply_affine, crop_face, invert_affine
 
@@ -93,7 +96,7 @@ def evaluate_model(
     preds, gts = np.stack(preds), np.stack(gts)
     nmes = nme_per_image(preds, gts, spec, norm)
     result = summarize(nmes, threshold)
-    result.update(norm=norm, crop_scale=scale)
+    result.update(norm=norm, crop_scale=scale, flip_test=isinstance(model, FlipTestModel))
     result["per_image"] = [
         {"file": s.image_path or s.name, "nme": float(v)} for s, v in zip(samples, nmes, strict=True)
     ]

@@ -7,6 +7,7 @@ the teacher trained here is distilled, the students are evaluated and exported.
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -73,6 +74,13 @@ def test_average_weights_smoke(runs):
     assert os.path.isfile(workdir / "averaged.keras")
     proc = run_script("average_weights", "--smoke", f"--workdir={workdir}", "--first_epoch=5")
     assert proc.returncode != 0 and "no epoch_NNN.weights.h5" in proc.stderr + proc.stdout
+    broken = runs / "broken_average"
+    (broken / "epochs").mkdir(parents=True)
+    shutil.copy(workdir / "epochs" / "epoch_001.weights.h5", broken / "epochs")
+    (broken / "last.keras").write_bytes(b"not a zip")
+    proc = run_script("average_weights", "--smoke", f"--workdir={broken}")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{broken / 'last.keras'}: cannot load" in proc.stderr + proc.stdout
 
 
 @pytest.mark.slow
