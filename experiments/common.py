@@ -144,6 +144,7 @@ def training_data(input_size: int, config, workdir: str):
         (train_ds repeating forever, val_ds, steps_per_epoch).
     """
     from mobilefan_tf.data import AugmentConfig, build_dataset, write_split_list
+    from mobilefan_tf.training import resumed_epoch
 
     train, val = train_val_samples()
     if not train or not val:
@@ -156,9 +157,12 @@ def training_data(input_size: int, config, workdir: str):
     write_split_list(os.path.join(workdir, "val_list.txt"), val)
     augment = AugmentConfig() if FLAGS.augment else AugmentConfig.none()
     common = {"spec": SPEC, "input_size": input_size, "sigma": config.sigma, "batch_size": config.batch_size}
-    train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True, **common)
+    steps = math.ceil(len(train) / config.batch_size)
+    # A resumed run continues the shuffle / augmentation stream where the killed one stopped.
+    start = resumed_epoch(workdir) * steps * config.batch_size
+    train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True, start=start, **common)
     val_ds = build_dataset(val, shuffle=False, cache=True, **common)
-    return train_ds, val_ds, math.ceil(len(train) / config.batch_size)
+    return train_ds, val_ds, steps
 
 
 def print_history(history) -> None:

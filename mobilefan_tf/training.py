@@ -5,6 +5,7 @@ Every run lives in one work directory:
     workdir/log.csv      per-epoch losses and metrics (appended on resume)
     workdir/tb/          TensorBoard logs
     workdir/best.keras   model with the best validation NME so far
+    workdir/best.json    that NME and its epoch (a resumed run keeps the best)
     workdir/last.keras   model after the latest epoch
     workdir/backup/      BackupAndRestore state: a killed run resumes here
     workdir/epochs/      epoch_NNN.weights.h5 after every epoch (only with
@@ -15,6 +16,7 @@ Every run lives in one work directory:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 
@@ -144,6 +146,52 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def resumed_epoch(workdir: str) -> int:
+    """Epochs a killed run in `workdir` completed: where `BackupAndRestore` resumes it (0: a fresh run).
+
+    Read from ``workdir/backup/training_metadata.json`` (Keras writes it after
+    every epoch and deletes it when the run finishes), so the input stream can
+    be skipped to the resumed epoch before `model.fit` starts.
+    """
+    path = os.path.join(workdir, "backup", "training_metadata.json")
+    if not os.path.isfile(path):
+        return 0
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable resume state ({err}); delete {os.path.dirname(path)} to restart") from None
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Saves the model whenever `monitor` improves (lower is better); the best survives a restart.
+
+    Plain `ModelCheckpoint` starts every `fit` from best = inf, so a resumed run
+    overwrote best.keras with its first, possibly worse, epoch. Here each
+    improvement is also recorded in a JSON file beside the model
+    (``{"monitor", "best", "epoch"}``, replaced atomically after the model is
+    written), and a resumed run (`resume` True) starts from that value.
+    """
+
+    def __init__(self, filepath: str, monitor: str = "val_nme", resume: bool = False):
+        super().__init__(filepath, monitor=monitor, mode="min", save_best_only=True)
+        self.record = os.path.splitext(filepath)[0] + ".json"
+        if resume and os.path.isfile(self.record):
+            with open(self.record) as f:
+                saved = json.load(f)
+            if saved.get("monitor") == monitor:  # another metric's value would not compare
+                self.best = float(saved["best"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best != before:
+            tmp = self.record + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"monitor": self.monitor, "best": float(self.best), "epoch": epoch + 1}, f)
+            os.replace(tmp, self.record)  # a kill leaves the old record or the new one, never half
+
+
 def make_callbacks(
     workdir: str, monitor: str = "val_nme", tensorboard: bool = True, keep_epoch_weights: bool = False
 ) -> list[keras.callbacks.Callback]:
@@ -158,9 +206,7 @@ def make_callbacks(
         keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
         LearningRateLogger(),  # before CSVLogger, which writes the logs it is given
         keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(workdir, "best.keras"), monitor=monitor, mode="min", save_best_only=True
-        ),
+        BestCheckpoint(os.path.join(workdir, "best.keras"), monitor=monitor, resume=resumed_epoch(workdir) > 0),
         keras.callbacks.ModelCheckpoint(os.path.join(workdir, "last.keras")),
         keras.callbacks.TerminateOnNaN(),
     ]
