@@ -16,9 +16,10 @@ import os
 import keras
 import tensorflow as tf
 
-from distillation.losses import feature_aligned_loss, feature_similarity_loss, make_adaptor
 from mobilefan_tf.metrics import NormalizedMeanError
 from mobilefan_tf.models import FEATURE_NAMES
+
+from .losses import feature_aligned_loss, feature_similarity_loss, make_adaptor
 
 LOSS_NAMES = ("loss", "heatmap_loss", "fa_loss", "fs_loss")
 
