@@ -27,8 +27,12 @@ def fail(message: str) -> None:
 
 
 def main(out: str, checkout: str) -> None:
-    import mobilefan_tf
-    import mobilefan_tf.distillation
+    try:
+        import mobilefan_tf.distillation
+
+        import mobilefan_tf
+    except ImportError as err:
+        fail(f"cannot import the installed package: {err}")
 
     site = os.path.realpath(sysconfig.get_paths()["purelib"])
     checkout = os.path.realpath(checkout)
