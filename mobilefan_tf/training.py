@@ -219,6 +219,25 @@ def make_callbacks(
     return callbacks
 
 
+def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
+    """Builds a model created under a `tf.distribute` strategy from one local batch of `dataset`.
+
+    Keras 3's `fit` builds such a model by taking the first *distributed*
+    batch and reducing it across replicas, which fails under
+    `MultiWorkerMirroredStrategy` ("Attempt to convert a value (PerReplica
+    ...)", keras-team/keras#20585) and, under `MirroredStrategy`, silently
+    drops that batch from training. Building here instead (then turning that
+    step off for this model) makes both strategies train on every batch of
+    the stream, like a single device does. A no-op without a strategy.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None:
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=next(iter(dataset.take(1))))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
 def fit(
     model: keras.Model,
     train_ds: tf.data.Dataset,
@@ -270,6 +289,7 @@ def fit(
     monitor = nme_monitor_name(model) if val_ds is not None else "loss"
     callbacks = make_callbacks(workdir, monitor=monitor, keep_epoch_weights=keep_epoch_weights)
     callbacks += list(extra_callbacks or [])
+    build_for_strategy(model, train_ds)
     return model.fit(
         train_ds,
         validation_data=val_ds,

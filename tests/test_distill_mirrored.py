@@ -107,8 +107,10 @@ def test_mirrored_matches_single_device(result):
         for a, b in zip(single[name], mirrored[name], strict=True):  # per step
             assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (name, single[name], mirrored[name])
         assert abs(single["val"][name] - mirrored["val"][name]) <= 1e-4 * max(1.0, abs(single["val"][name]))
-    assert result["delta_norm"] > 1e-2  # the steps did move the parameters, far above float32 noise
-    assert relative_change_error(result, "mirrored") < 1e-2, result
+    # The steps moved the parameters (|change| ~6e-3 here, float32 noise ~4e-9) ...
+    assert result["delta_norm"] > 1e-3, result
+    # ... and the two runs moved them alike (measured: 7e-7 relative; a 2x error gives ~1).
+    assert relative_change_error(result, "mirrored") < 1e-3, result
 
 
 @pytest.mark.slow
