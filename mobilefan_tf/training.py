@@ -219,6 +219,36 @@ def make_callbacks(
     return callbacks
 
 
+def _patch_multi_worker_mean() -> None:
+    """Makes Keras 3 (<= 3.15) average scalar step outputs across workers.
+
+    Its TensorFlow trainer reduces every per-step output (the loss and
+    metric values) with ``strategy.reduce("MEAN", v, axis=0)`` under
+    `MultiWorkerMirroredStrategy`, which fails for the scalars it gets
+    ("Invalid reduction dimension 0 for input with 0 dimensions"). Scalars
+    are averaged over replicas (axis=None) instead; everything else is
+    left to Keras. Idempotent.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_scalar_mean_fixed", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return original(values, strategy, reduction)
+
+        def mean(v):
+            local = strategy.experimental_local_results(v)[0] if tf_trainer._is_per_replica_instance(v) else v
+            return strategy.reduce("MEAN", v, axis=0 if local.shape.rank else None)
+
+        return keras.tree.map_structure(mean, values)
+
+    reduce_per_replica._scalar_mean_fixed = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
     """Builds a model created under a `tf.distribute` strategy from one local batch of `dataset`.
 
@@ -233,6 +263,8 @@ def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None:
         return
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _patch_multi_worker_mean()
     with strategy.scope():
         model._symbolic_build(data_batch=next(iter(dataset.take(1))))
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
