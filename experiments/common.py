@@ -28,8 +28,11 @@ Distribution (``--strategy``):
     trains on its share of every batch; the input pipeline is built on each
     worker and sharded by tf.data). Give each worker its own ``--workdir``
     (or use a shared file system with one directory per worker): every
-    worker keeps its own identical checkpoints and backup, and a killed
-    run resumes when all workers are started again. On one machine (a
+    worker keeps its own checkpoints and backup, and a killed run resumes
+    when all workers are started again. Use the chief's (worker 0's)
+    checkpoints: the trained weights are the same on every worker, but
+    BatchNorm running statistics are per replica, each worker's from its
+    own share of the batches. On one machine (a
     test), list ``127.0.0.1:PORT`` twice with two ports.
 """
 
