@@ -103,9 +103,9 @@ def test_two_workers_match_two_replicas(tmp_path):
 def test_multi_worker_needs_tf_config(monkeypatch):
     from absl import app
 
-    from experiments import common
+    from experiments import script_setup
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     for name in ("multi_worker", "multiworker"):
         with pytest.raises(app.UsageError, match="--strategy multi_worker needs TF_CONFIG"):
-            common.get_strategy(name)
+            script_setup.get_strategy(name)

@@ -99,7 +99,7 @@ def get_strategy(name: str):
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise app.UsageError("--strategy multi_worker needs TF_CONFIG naming the workers and this one's index "
-                                 "(see experiments/common.py)")
+                                 "(see experiments/script_setup.py)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
