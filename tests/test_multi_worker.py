@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -24,7 +25,7 @@ import mobilefan_tf.models  # noqa: F401  (registers the model classes for load_
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--smoke", "--epochs=1", "--augment=false"]
-TIMEOUT = 400
+TIMEOUT = 900  # for all three processes together (~2 min on an idle 2-core box, 8 min on a loaded one)
 # One process, its CPU split into two logical devices before TensorFlow starts, running the script.
 MIRRORED_2CPU = (
     "import runpy, sys, tensorflow as tf\n"
@@ -54,10 +55,10 @@ def run_all(commands):
     """Starts every (argv, env) at once; waits for all (bounded), killing any left; returns (rc, stderr) each."""
     procs = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for argv, env in commands]
-    results = []
+    results, deadline = [], time.monotonic() + TIMEOUT
     try:
         for p in procs:
-            _, err = p.communicate(timeout=TIMEOUT)
+            _, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
             results.append((p.returncode, err))
     finally:
         for p in procs:
