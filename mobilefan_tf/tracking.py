@@ -96,6 +96,32 @@ class OneEuroFilter:
         return self._x.copy()
 
 
+def smooth_landmarks(landmarks, times, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                     d_cutoff: float = DEFAULT_D_CUTOFF) -> np.ndarray:
+    """One face's landmark track smoothed offline exactly as `Tracker` does online.
+
+    Args:
+        landmarks: [T, K, 2] raw landmarks, frame pixels.
+        times: [T] seconds.
+        min_cutoff, beta, d_cutoff: `OneEuroFilter` parameters.
+
+    Returns:
+        float32 [T, K, 2]; speed is measured in landmark-box sides (the
+        frame's longer side of the raw landmarks' box) per second.
+    """
+    filt = OneEuroFilter(min_cutoff, beta, d_cutoff)
+    out = []
+    for lm, t in zip(np.asarray(landmarks, np.float32), times, strict=True):
+        out.append(filt(lm, t, scale=face_side(lm)))
+    return np.asarray(out, np.float32)
+
+
+def face_side(landmarks) -> float:
+    """Longer side of the landmarks' bounding box in pixels (at least 1)."""
+    box = face_box(landmarks)
+    return max(float(np.max(box[2:] - box[:2])), 1.0)
+
+
 def box_iou(a, b) -> np.ndarray:
     """IoU of boxes a [N, 4] and b [M, 4] (x0, y0, x1, y1) -> [N, M]."""
     a = np.asarray(a, np.float64).reshape(-1, 1, 4)
@@ -194,9 +220,7 @@ class Tracker:
         self._tracks, results = [], []
         for tr, face, detected in self._merge(kept):
             tr.landmarks = np.asarray(face["landmarks"], np.float32)
-            lo, hi = face_box(tr.landmarks)[:2], face_box(tr.landmarks)[2:]
-            side = max(float(np.max(hi - lo)), 1.0)
-            smooth = tr.filter(tr.landmarks, t, scale=side) if self.smoothing else tr.landmarks
+            smooth = tr.filter(tr.landmarks, t, scale=face_side(tr.landmarks)) if self.smoothing else tr.landmarks
             tr.age += 1
             self._tracks.append(tr)
             results.append(
