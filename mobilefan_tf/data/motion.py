@@ -64,7 +64,7 @@ def render_face(
     fh, fw = face.shape[:2]
     # Feathered disc covering the face box with margin (the crop's own edges stay hidden).
     lo, hi = face_box(landmarks)[:2], face_box(landmarks)[2:]
-    radius = 0.62 * float(np.max(hi - lo))
+    radius = 0.75 * float(np.max(hi - lo))  # the crop itself (300W: 0.8 side from the centre) must not show
     yy, xx = np.mgrid[0:fh, 0:fw]
     centre = (lo + hi) / 2
     dist = np.hypot(xx - centre[0], yy - centre[1])
