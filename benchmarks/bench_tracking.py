@@ -8,7 +8,8 @@ Test videos are made in code from real 300W training crops
 - still: the face stands still, 6 grey levels of fresh sensor noise per frame
   (60 frames). Jitter = per point, the std of its position over the frames
   (sqrt(var x + var y)), mean over points, / inter-ocular distance: any
-  motion there is noise.
+  motion there is noise. "step" is the mean frame-to-frame displacement
+  (the flicker an eye sees), same units.
 - moving: the face pans (+-150 px, +-60 px), zooms (+-25 %) and rotates
   (+-20 deg) for 5 s (150 frames), noise 3. NME (inter-ocular) against the
   true landmarks of every frame; lag = the delay (frames, 0.1 steps) of the
@@ -17,8 +18,8 @@ Test videos are made in code from real 300W training crops
 The tracker crops from the raw landmarks, so the smoothed output is the raw
 one through `tracking.smooth_landmarks`: one tracker run per video serves
 every filter setting. The faces are split in two: the first half tunes the
-filter (grid of min_cutoff x beta: the most jitter cut with at most 5 % more
-moving-face NME), the second half reports it and the shipped defaults.
+filter (grid of min_cutoff x beta x d_cutoff x min_speed: the most jitter
+cut with at most 5 % more moving-face NME), the second half reports it and the shipped defaults.
 
 Time per frame: `Tracker.update` (max_faces 1: detection only on the first
 frame / a lost face; and the default max_faces 4, which re-runs the detector
@@ -39,9 +40,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 30.0
-MIN_CUTOFFS = (0.1, 0.3, 0.5, 1.0, 2.0, 4.0)
-BETAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
-D_CUTOFFS = (1.0, 3.0)
+PARAMS = ("min_cutoff", "beta", "d_cutoff", "min_speed")
+MIN_CUTOFFS = (0.02, 0.05, 0.1, 0.3, 1.0)
+BETAS = (10.0, 30.0, 100.0)
+D_CUTOFFS = (1.0, 2.0)
+MIN_SPEEDS = (0.0, 0.05, 0.1, 0.2, 0.3)
 
 
 def jitter(landmarks: np.ndarray, truth: np.ndarray) -> float:
@@ -95,20 +98,25 @@ def detect_every_frame(predictor, frames: np.ndarray) -> tuple[np.ndarray, float
     return np.stack(out), 1000 * float(np.mean(times))
 
 
-def scores(videos: list[dict], params: tuple | None) -> dict:
-    """Mean jitter / NME / lag over the videos, raw (params None) or smoothed with (min_cutoff, beta, d_cutoff)."""
+def step(landmarks: np.ndarray, truth: np.ndarray) -> float:
+    """Mean frame-to-frame displacement of the points, / inter-ocular distance (high-frequency jitter)."""
+    return float(np.linalg.norm(np.diff(landmarks, axis=0), axis=-1).mean() / np.linalg.norm(truth[0, 36] - truth[0, 45]))
+
+
+def scores(videos: list[dict], params: tuple | None, with_lag: bool = True) -> dict:
+    """Mean jitter / NME / lag over the videos, raw (params None) or smoothed with (min_cutoff, beta, d_cutoff, min_speed)."""
     from mobilefan_tf.tracking import smooth_landmarks
 
     def filt(lm):
         return lm if params is None else smooth_landmarks(lm, np.arange(len(lm)) / FPS, *params)
 
-    rows = [
-        (jitter(filt(v["still"]), v["still_truth"]), nme(filt(v["moving"]), v["moving_truth"]),
-         lag(filt(v["moving"]), v["moving_truth"]))
-        for v in videos
-    ]
-    j, e, lg = np.mean(rows, axis=0)
-    return {"jitter": float(j), "nme": float(e), "lag_frames": float(lg)}
+    rows = []
+    for v in videos:
+        still, moving = filt(v["still"]), filt(v["moving"])
+        rows.append((jitter(still, v["still_truth"]), step(still, v["still_truth"]), nme(moving, v["moving_truth"]),
+                     lag(moving, v["moving_truth"]) if with_lag else np.nan))
+    j, st, e, lg = np.mean(rows, axis=0)
+    return {"jitter": float(j), "step": float(st), "nme": float(e), "lag_frames": float(lg)}
 
 
 def main() -> None:
@@ -126,7 +134,7 @@ def main() -> None:
     from mobilefan_tf.data import read_300w
     from mobilefan_tf.data.motion import moving_face_video, still_face_video
     from mobilefan_tf.predictor import Predictor, read_image
-    from mobilefan_tf.tracking import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, Tracker
+    from mobilefan_tf.tracking import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, DEFAULT_MIN_SPEED, Tracker
 
     samples = read_300w(os.path.join(args.data_dir, "300W-train"))
     picks = np.linspace(0, len(samples) - 1, args.faces).round().astype(int)
@@ -160,24 +168,24 @@ def main() -> None:
     tune, report = videos[:half], videos[half:] or videos
     raw_tune = scores(tune, None)
     grid = []
-    for params in itertools.product(MIN_CUTOFFS, BETAS, D_CUTOFFS):
-        r = scores(tune, params)
-        grid.append({"min_cutoff": params[0], "beta": params[1], "d_cutoff": params[2], **r,
+    for params in itertools.product(MIN_CUTOFFS, BETAS, D_CUTOFFS, MIN_SPEEDS):
+        r = scores(tune, params, with_lag=False)
+        grid.append({**dict(zip(PARAMS, params, strict=True)), **r,
                      "jitter_ratio": r["jitter"] / raw_tune["jitter"], "nme_ratio": r["nme"] / raw_tune["nme"]})
     ok = [g for g in grid if g["nme_ratio"] <= 1.05]
     best = min(ok, key=lambda g: g["jitter_ratio"]) if ok else None
-    defaults = (DEFAULT_MIN_CUTOFF, DEFAULT_BETA, DEFAULT_D_CUTOFF)
+    defaults = (DEFAULT_MIN_CUTOFF, DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_SPEED)
     rows = {"raw": scores(report, None), "one_euro_defaults": scores(report, defaults)}
     if best:
-        rows["one_euro_tuned"] = scores(report, (best["min_cutoff"], best["beta"], best["d_cutoff"]))
+        rows["one_euro_tuned"] = scores(report, tuple(best[k] for k in PARAMS))
     det_nme = [v["detect_every_frame_nme"] for v in videos if "detect_every_frame_nme" in v]
     det_jit = [v["detect_every_frame_jitter"] for v in videos if "detect_every_frame_jitter" in v]
 
     print(f"\n{len(report)} report faces ({len(tune)} others tuned the filter), model {os.path.basename(args.model)}, "
           f"flip test {'on' if args.flip_test else 'off'}")
-    print(f"{'output':<20} {'still jitter %':>15} {'moving NME %':>13} {'lag (frames)':>13} {'jitter x':>9} {'NME x':>7}")
+    print(f"{'output':<20} {'still jitter %':>15} {'step %':>7} {'moving NME %':>13} {'lag (frames)':>13} {'jitter x':>9} {'NME x':>7}")
     for name, r in rows.items():
-        print(f"{name:<20} {100 * r['jitter']:>15.3f} {100 * r['nme']:>13.3f} {r['lag_frames']:>13.1f} "
+        print(f"{name:<20} {100 * r['jitter']:>15.3f} {100 * r['step']:>7.3f} {100 * r['nme']:>13.3f} {r['lag_frames']:>13.1f} "
               f"{r['jitter'] / rows['raw']['jitter']:>9.2f} {r['nme'] / rows['raw']['nme']:>7.2f}")
     if det_nme:
         print(f"{'detect every frame':<20} {100 * np.mean(det_jit):>15.3f} {100 * np.mean(det_nme):>13.3f}"
@@ -189,14 +197,14 @@ def main() -> None:
         if values:
             print(f"{labels[key]:<44} {np.mean(values):>9.1f}")
     if best:
-        print(f"\ntuned on {len(tune)} faces: min_cutoff {best['min_cutoff']}, beta {best['beta']}, "
-              f"d_cutoff {best['d_cutoff']} (jitter x{best['jitter_ratio']:.2f}, NME x{best['nme_ratio']:.2f}); "
+        tuned = ", ".join(f"{k} {best[k]:g}" for k in PARAMS)
+        print(f"\ntuned on {len(tune)} faces: {tuned} (jitter x{best['jitter_ratio']:.2f}, NME x{best['nme_ratio']:.2f}); "
               f"defaults: {defaults}")
     result = {
         "model": os.path.basename(args.model), "flip_test": args.flip_test, "fps": FPS,
         "faces": [v["name"] for v in videos], "lost_frames": {v["name"]: v["lost_frames"] for v in videos},
         "tune_faces": [v["name"] for v in tune], "report_faces": [v["name"] for v in report],
-        "rows": rows, "defaults": dict(zip(("min_cutoff", "beta", "d_cutoff"), defaults, strict=True)),
+        "rows": rows, "defaults": dict(zip(PARAMS, defaults, strict=True)),
         "tuned": best, "grid": grid,
         "detect_every_frame": {"nme": float(np.mean(det_nme)) if det_nme else None,
                                "jitter": float(np.mean(det_jit)) if det_jit else None},

@@ -207,9 +207,10 @@ def cmd_track(args) -> int:
         tracker = Tracker(
             predictor, max_faces=args.max_faces, min_confidence=args.min_confidence, detect_interval=args.detect_interval,
             smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
+            min_speed=args.min_speed,
         )
     except ValueError as err:
-        raise CliError("track", str(err).removeprefix("Tracker: ").removeprefix("OneEuroFilter: ")) from None
+        raise CliError("track", str(err).split(": ", 1)[-1]) from None
     try:
         summary = track_source(tracker, args.input, video_out=args.video, jsonl_out=args.jsonl, csv_out=args.csv,
                                fps=args.fps, max_frames=args.max_frames)
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=32, help="with a folder: faces per model call")
     p.set_defaults(func=cmd_predict)
 
-    from mobilefan_tf.tracking import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF
+    from mobilefan_tf.tracking import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, DEFAULT_MIN_SPEED
 
     p = add("track", "Track faces and their landmarks through a video file, an image-sequence folder or a webcam.")
     p.add_argument("input", metavar="INPUT", help="video file, folder of frames (natural order), or webcam index (0)")
@@ -365,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min_cutoff", type=float, default=DEFAULT_MIN_CUTOFF, help="One-Euro cutoff (Hz) of a still face: lower, less jitter")
     p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="One-Euro speed coefficient (per face size / s): higher, less lag")
     p.add_argument("--d_cutoff", type=float, default=DEFAULT_D_CUTOFF, help="One-Euro cutoff (Hz) of the speed estimate")
+    p.add_argument("--min_speed", type=float, default=DEFAULT_MIN_SPEED, help="speeds below this (face sizes / s) count as still")
     p.add_argument("--fps", type=float, help="frame rate of a folder or webcam (default: the video's, else 30)")
     p.add_argument("--max_frames", type=int, help="stop after this many frames")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")

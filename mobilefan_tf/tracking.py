@@ -1,7 +1,8 @@
 """Video landmarks: a `Tracker` over `Predictor` with One-Euro temporal smoothing.
 
-Detection is slow next to the landmark model (dlib HOG takes ~50 ms on a
-640x480 frame, the paper student ~20 ms per face as int8 TFLite), so, as in
+Detection is slow next to the landmark model (dlib HOG: ~0.4 s per 640x480
+frame in benchmarks/bench_tracking.py; the paper student as int8 TFLite:
+~25 ms per face), so, as in
 MediaPipe's face mesh, the detector runs only on the first frame, when a face
 is lost, and every `detect_interval` frames while fewer than `max_faces` are
 tracked. Every other frame crops each face from the landmark box of its
@@ -11,9 +12,10 @@ confidence (the mean heatmap peak value of its points; ~0.45-0.7 on a face,
 `min_confidence`.
 
 Smoothing is output-only: crops follow the raw landmarks (no lag in where the
-model looks) and the reported landmarks go through a `OneEuroFilter`
-(Casiez et al., CHI 2012) whose speed is measured in face sizes per second,
-so its parameters do not depend on the video's resolution.
+model looks) and the reported landmarks go through a `LandmarkSmoother`: the
+One-Euro filter (Casiez et al., CHI 2012; `OneEuroFilter` is the classic
+per-coordinate one) with one cutoff per face, driven by the face's speed in
+face sizes per second, so its parameters do not depend on the resolution.
 
 Coordinates are (x, y) in frame pixels, pixel-centre frame (the centre of the
 top-left pixel is 0, 0), as in `Predictor`.
@@ -28,11 +30,13 @@ import numpy as np
 
 from mobilefan_tf.data.transforms import face_box
 
-# Defaults tuned on the generated 300W videos of benchmarks/bench_tracking.py (30 fps):
-# still-face jitter cut by ~2/3 for a few % more NME on a panning, zooming, rotating face.
-DEFAULT_MIN_CUTOFF = 1.0  # Hz: cutoff of a still face (lower: less jitter, more lag)
-DEFAULT_BETA = 5.0  # per (face size / s): how fast the cutoff rises with speed (higher: less lag)
+# Defaults tuned on the generated 300W videos of benchmarks/bench_tracking.py (30 fps, see
+# results/tracking.json): the most still-face jitter cut with at most 5 % more NME on a face that
+# pans, zooms and rotates.
+DEFAULT_MIN_CUTOFF = 0.02  # Hz: cutoff of a still face (lower: less jitter, more lag when it starts moving)
+DEFAULT_BETA = 30.0  # Hz per (face size / s): how fast the cutoff rises with speed (higher: less lag)
 DEFAULT_D_CUTOFF = 1.0  # Hz: cutoff of the speed estimate
+DEFAULT_MIN_SPEED = 0.3  # face sizes / s: speeds below this count as still (landmark noise moves that fast)
 
 
 def _alpha(cutoff, dt: float):
@@ -96,24 +100,74 @@ class OneEuroFilter:
         return self._x.copy()
 
 
+class LandmarkSmoother:
+    """One-Euro filter of a face's landmarks with one cutoff for the whole face.
+
+    The classic filter (`OneEuroFilter`) gives every coordinate its own
+    cutoff from its own speed; on a still face each point's noisy speed
+    keeps opening its cutoff, and jitter goes through. Here the speed is the
+    face's: the speed of the landmarks' centroid (pan) plus the RMS speed of
+    the points about it (rotation, zoom, expression), both from the
+    d_cutoff-filtered velocities, in face sizes per second; speeds below
+    `min_speed` count as zero (the noise floor). Then
+    ``cutoff = min_cutoff + beta * max(0, speed - min_speed)`` and every
+    point is low-passed at that cutoff, as in `OneEuroFilter`.
+
+    Args:
+        min_cutoff: Cutoff (Hz) of a still face.
+        beta: Cutoff increase (Hz) per face size per second of speed.
+        d_cutoff: Cutoff (Hz) of the velocity estimate.
+        min_speed: Dead zone of the speed (face sizes per second).
+    """
+
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DEFAULT_D_CUTOFF, min_speed: float = DEFAULT_MIN_SPEED):
+        OneEuroFilter(min_cutoff, beta, d_cutoff)  # validates
+        if min_speed < 0:
+            raise ValueError(f"LandmarkSmoother: want min_speed >= 0 (got {min_speed})")
+        self.min_cutoff, self.beta, self.d_cutoff, self.min_speed = float(min_cutoff), float(beta), float(d_cutoff), float(min_speed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the past: the next sample passes through."""
+        self._x = self._dx = self._t = None
+        self.cutoff = None  # the latest cutoff (Hz), for inspection
+
+    def __call__(self, landmarks, t: float) -> np.ndarray:
+        """Smooths one frame's [K, 2] landmarks (pixels) at time `t` (s); returns float64 [K, 2]."""
+        x = np.asarray(landmarks, np.float64)
+        if self._x is None:
+            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), float(t)
+            return x.copy()
+        dt = float(t) - self._t
+        if dt <= 0:
+            return self._x.copy()
+        a_d = _alpha(self.d_cutoff, dt)
+        self._dx = a_d * (x - self._x) / dt + (1 - a_d) * self._dx
+        centre = self._dx.mean(axis=0)
+        spread = np.sqrt(((self._dx - centre) ** 2).sum(-1).mean())
+        speed = (float(np.linalg.norm(centre)) + float(spread)) / face_side(x)
+        self.cutoff = self.min_cutoff + self.beta * max(0.0, speed - self.min_speed)
+        a = _alpha(self.cutoff, dt)
+        self._x = a * x + (1 - a) * self._x
+        self._t = float(t)
+        return self._x.copy()
+
+
 def smooth_landmarks(landmarks, times, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-                     d_cutoff: float = DEFAULT_D_CUTOFF) -> np.ndarray:
+                     d_cutoff: float = DEFAULT_D_CUTOFF, min_speed: float = DEFAULT_MIN_SPEED) -> np.ndarray:
     """One face's landmark track smoothed offline exactly as `Tracker` does online.
 
     Args:
         landmarks: [T, K, 2] raw landmarks, frame pixels.
         times: [T] seconds.
-        min_cutoff, beta, d_cutoff: `OneEuroFilter` parameters.
+        min_cutoff, beta, d_cutoff, min_speed: `LandmarkSmoother` parameters.
 
     Returns:
-        float32 [T, K, 2]; speed is measured in landmark-box sides (the
-        frame's longer side of the raw landmarks' box) per second.
+        float32 [T, K, 2].
     """
-    filt = OneEuroFilter(min_cutoff, beta, d_cutoff)
-    out = []
-    for lm, t in zip(np.asarray(landmarks, np.float32), times, strict=True):
-        out.append(filt(lm, t, scale=face_side(lm)))
-    return np.asarray(out, np.float32)
+    smoother = LandmarkSmoother(min_cutoff, beta, d_cutoff, min_speed)
+    return np.asarray([smoother(lm, t) for lm, t in zip(landmarks, times, strict=True)], np.float32)
 
 
 def face_side(landmarks) -> float:
@@ -137,7 +191,7 @@ def box_iou(a, b) -> np.ndarray:
 class _Track:
     id: int
     landmarks: np.ndarray  # [K, 2] raw landmarks of the latest frame (frame pixels)
-    filter: OneEuroFilter
+    filter: LandmarkSmoother
     age: int = 0  # frames tracked
 
 
@@ -153,8 +207,9 @@ class Tracker:
         detect_interval: While fewer than `max_faces` faces are tracked, run
             the detector every this many frames to pick up new faces.
         smoothing: Apply the One-Euro filter to the reported landmarks.
-        min_cutoff, beta, d_cutoff: `OneEuroFilter` parameters (beta per
-            face size per second).
+        min_cutoff, beta, d_cutoff, min_speed: `LandmarkSmoother` parameters
+            (the One-Euro filter with one speed per face; beta per face size
+            per second).
         match_iou: A detection overlapping a tracked face's box by more than
             this is that face, not a new one; two tracks overlapping more are
             merged (the older id stays).
@@ -170,15 +225,16 @@ class Tracker:
         min_cutoff: float = DEFAULT_MIN_CUTOFF,
         beta: float = DEFAULT_BETA,
         d_cutoff: float = DEFAULT_D_CUTOFF,
+        min_speed: float = DEFAULT_MIN_SPEED,
         match_iou: float = 0.3,
     ):
         if max_faces < 1 or detect_interval < 1:
             raise ValueError(f"Tracker: want max_faces >= 1 and detect_interval >= 1 (got {max_faces}, {detect_interval})")
-        OneEuroFilter(min_cutoff, beta, d_cutoff)  # validates the parameters now
+        LandmarkSmoother(min_cutoff, beta, d_cutoff, min_speed)  # validates the parameters now
         self.predictor = predictor
         self.max_faces, self.min_confidence = int(max_faces), float(min_confidence)
         self.detect_interval, self.smoothing, self.match_iou = int(detect_interval), bool(smoothing), float(match_iou)
-        self.filter_params = (float(min_cutoff), float(beta), float(d_cutoff))
+        self.filter_params = (float(min_cutoff), float(beta), float(d_cutoff), float(min_speed))
         self.reset()
 
     def reset(self) -> None:
@@ -220,7 +276,7 @@ class Tracker:
         self._tracks, results = [], []
         for tr, face, detected in self._merge(kept):
             tr.landmarks = np.asarray(face["landmarks"], np.float32)
-            smooth = tr.filter(tr.landmarks, t, scale=face_side(tr.landmarks)) if self.smoothing else tr.landmarks
+            smooth = tr.filter(tr.landmarks, t) if self.smoothing else tr.landmarks
             tr.age += 1
             self._tracks.append(tr)
             results.append(
@@ -265,7 +321,7 @@ class Tracker:
                 if iou.max() > self.match_iou:
                     track = lost.pop(int(np.argmax(iou)))
             if track is None:
-                track = _Track(self._next_id, face["landmarks"], OneEuroFilter(*self.filter_params))
+                track = _Track(self._next_id, face["landmarks"], LandmarkSmoother(*self.filter_params))
                 self._next_id += 1
             out.append((track, face, True))
         return out

@@ -175,3 +175,10 @@ def test_predict_files_batches_across_photos_like_predictor(photo_tree):
             np.testing.assert_allclose(f["landmarks"], e["landmarks"], atol=1e-4)
             np.testing.assert_allclose(f["scores"], e["scores"], atol=1e-6)
     assert [p for p, _, _ in got] == paths
+
+
+def test_track_bad_filter_parameter_is_one_line(tmp_path, capsys):
+    clip = tmp_path / "c.avi"
+    write_video(clip, np.zeros((2, 32, 32, 3), np.uint8))
+    assert cli.main(["track", str(clip), "--model", LITE, "--min_cutoff", "0"]) == 1
+    one_error_line(capsys.readouterr().err, "track", "min_cutoff > 0")

@@ -16,7 +16,7 @@ import pytest
 from mobilefan_tf.data.motion import moving_face_video, still_face_video
 from mobilefan_tf.detector import FaceDetector
 from mobilefan_tf.predictor import Predictor
-from mobilefan_tf.tracking import OneEuroFilter, Tracker, box_iou, smooth_landmarks
+from mobilefan_tf.tracking import LandmarkSmoother, OneEuroFilter, Tracker, box_iou, smooth_landmarks
 
 K = 68
 ANGLES = 2 * np.pi * np.arange(K) / K
@@ -102,6 +102,38 @@ def test_one_euro_cuts_noise_and_follows_a_ramp():
         g = OneEuroFilter(min_cutoff=1.0, beta=beta)
         out = np.array([g(x, s) for x, s in zip(ramp, t, strict=True)])
         assert np.abs(ramp - out)[150:].max() < max_lag
+
+
+def test_landmark_smoother_one_cutoff_per_face_hand_computed():
+    # Two points 10 px apart (face side 10), dt 0.1, min_cutoff 1, beta 0.5, d_cutoff 1.
+    # Pan by +1 px: velocities (10, 0) each, filtered 0.385870 * 10 = 3.858695 px/s; centroid speed
+    # 3.858695, spread 0 -> 0.385870 face sizes/s; cutoff 1 + 0.5 * 0.385870 = 1.192935 Hz; a = 0.428422.
+    # With min_speed 0.2: cutoff 1 + 0.5 * 0.185870 = 1.092935 Hz; a = 0.407130.
+    start = np.array([[0.0, 0.0], [10.0, 0.0]])
+    for min_speed, a in ((0.0, 0.428422), (0.2, 0.407130)):
+        f = LandmarkSmoother(min_cutoff=1.0, beta=0.5, d_cutoff=1.0, min_speed=min_speed)
+        np.testing.assert_array_equal(f(start, 0.0), start)
+        np.testing.assert_allclose(f(start + [1.0, 0.0], 0.1), start + [a, 0.0], atol=2e-6)
+        assert f.cutoff == pytest.approx(1 + 0.5 * max(0.0, 0.385870 - min_speed), abs=1e-6)
+    # Rotation (the points move apart in y): centroid still, RMS spread 3.858695 -> the same cutoff.
+    f = LandmarkSmoother(min_cutoff=1.0, beta=0.5, d_cutoff=1.0, min_speed=0.0)
+    f(start, 0.0)
+    np.testing.assert_allclose(f(start + [[0.0, 1.0], [0.0, -1.0]], 0.1), start + [[0, 0.428422], [0, -0.428422]], atol=2e-6)
+
+
+def test_landmark_smoother_defaults_cut_noise_and_bound_the_lag_of_a_slow_drift():
+    rng = np.random.default_rng(0)
+    face = rng.uniform(0, 100, (68, 2))  # side ~100 px
+    side = np.ptp(face, axis=0).max()
+    t = np.arange(150) / 30
+    noisy = face + rng.normal(0, 0.5, (150, 68, 2))
+    out = smooth_landmarks(noisy, t)
+    assert out[30:].std(axis=0).mean() < 0.3 * noisy[30:].std(axis=0).mean()
+    # A drift at 0.2 face sizes/s (inside the dead zone): the error stays ~ min_speed * dt face sizes,
+    # because the speed is measured against the filtered value (a lagging output opens the cutoff).
+    drift = face + (0.2 * side * t)[:, None, None] * np.array([1.0, 0.0])
+    lagging = np.abs(smooth_landmarks(drift, t) - drift)[60:, :, 0].max()
+    assert lagging < 0.02 * side
 
 
 def test_box_iou_hand_cases():
