@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="OUT", help="one row per face per frame: frame, time, id, confidence, detected, x0, y0, ...")
     p.add_argument("--max_faces", type=int, default=4, help="faces tracked at most")
     p.add_argument("--min_confidence", type=float, default=0.35, help="mean landmark score below which a face is lost")
-    p.add_argument("--detect_interval", type=int, default=10, help="frames between detector runs while fewer than --max_faces are tracked")
+    p.add_argument("--detect_interval", type=int, default=30, help="frames between detector runs while fewer than --max_faces are tracked")
     p.add_argument("--no_smooth", action="store_true", help="report the raw landmarks (no One-Euro filter)")
     p.add_argument("--min_cutoff", type=float, default=DEFAULT_MIN_CUTOFF, help="One-Euro cutoff (Hz) of a still face: lower, less jitter")
     p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="One-Euro speed coefficient (per face size / s): higher, less lag")

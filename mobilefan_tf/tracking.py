@@ -30,11 +30,11 @@ import numpy as np
 
 from mobilefan_tf.data.transforms import face_box
 
-# Defaults tuned on the generated 300W videos of benchmarks/bench_tracking.py (30 fps, see
-# results/tracking.json): the most still-face jitter cut with at most 5 % more NME on a face that
-# pans, zooms and rotates.
+# Defaults chosen by grid search on generated 300W videos (benchmarks/bench_tracking.py, 30 fps;
+# results/tracking.json): on two sets of training faces, still-face jitter x0.26 and x0.48 for
+# +3 % and +1 % NME on a face that pans, zooms and rotates.
 DEFAULT_MIN_CUTOFF = 0.02  # Hz: cutoff of a still face (lower: less jitter, more lag when it starts moving)
-DEFAULT_BETA = 30.0  # Hz per (face size / s): how fast the cutoff rises with speed (higher: less lag)
+DEFAULT_BETA = 100.0  # Hz per (face size / s): how fast the cutoff rises with speed (higher: less lag)
 DEFAULT_D_CUTOFF = 1.0  # Hz: cutoff of the speed estimate
 DEFAULT_MIN_SPEED = 0.3  # face sizes / s: speeds below this count as still (landmark noise moves that fast)
 
@@ -220,7 +220,7 @@ class Tracker:
         predictor,
         max_faces: int = 4,
         min_confidence: float = 0.35,
-        detect_interval: int = 10,
+        detect_interval: int = 30,
         smoothing: bool = True,
         min_cutoff: float = DEFAULT_MIN_CUTOFF,
         beta: float = DEFAULT_BETA,
