@@ -182,3 +182,11 @@ def test_track_bad_filter_parameter_is_one_line(tmp_path, capsys):
     write_video(clip, np.zeros((2, 32, 32, 3), np.uint8))
     assert cli.main(["track", str(clip), "--model", LITE, "--min_cutoff", "0"]) == 1
     one_error_line(capsys.readouterr().err, "track", "min_cutoff > 0")
+
+
+def test_track_help_lists_the_filter_parameters(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["track", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--min_cutoff", "--beta", "--d_cutoff", "--min_speed", "--jsonl", "--csv", "--video"))

@@ -168,6 +168,23 @@ def test_tracker_loses_a_face_and_gives_a_new_one_a_new_id():
     assert detector.calls >= 30 - first_gone  # looked for faces on every empty frame
 
 
+def test_tracker_face_that_dips_below_confidence_keeps_its_id():
+    class Blinking(DiscModel):
+        calls = 0
+
+        def predict_landmarks(self, images, **kwargs):
+            landmarks, scores = super().predict_landmarks(images, **kwargs)
+            Blinking.calls += 1
+            return landmarks, scores * (0.2 if Blinking.calls == 6 else 1.0)  # the tracking call of frame 5
+
+    detector = DiscDetector()
+    tracker = Tracker(Predictor(Blinking(), detector=detector, flip_test=False), max_faces=1, smoothing=False)
+    out = [tracker.update(scene([(60 + 3 * i, 80.0)]), i / 30) for i in range(10)]
+    assert [f[0]["id"] for f in out] == [0] * 10
+    assert [f[0]["detected"] for f in out] == [True, False, False, False, False, True, False, False, False, False]
+    assert detector.calls == 2
+
+
 def test_tracker_periodic_detection_picks_up_a_second_face():
     tracker, detector = disc_tracker(max_faces=2, detect_interval=5, smoothing=False)
     counts = [len(tracker.update(scene([(60.0, 80.0)] + ([(180.0, 80.0)] if i >= 3 else [])), i / 30)) for i in range(12)]
