@@ -253,12 +253,13 @@ def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
     """Builds a model created under a `tf.distribute` strategy from one local batch of `dataset`.
 
     Keras 3's `fit` builds such a model by taking the first *distributed*
-    batch and reducing it across replicas, which fails under
-    `MultiWorkerMirroredStrategy` ("Attempt to convert a value (PerReplica
-    ...)", keras-team/keras#20585) and, under `MirroredStrategy`, silently
-    drops that batch from training. Building here instead (then turning that
-    step off for this model) makes both strategies train on every batch of
-    the stream, like a single device does. A no-op without a strategy.
+    batch and reducing it across replicas (only to learn shapes), which fails
+    under `MultiWorkerMirroredStrategy` ("Attempt to convert a value
+    (PerReplica ...)", keras-team/keras#20585). Building here from a local
+    batch instead (then turning Keras' step off for this model) gives every
+    strategy the same path, so a multi-worker run and a one-process mirrored
+    run see the same stream (tests/test_multi_worker.py). A no-op without a
+    strategy.
     """
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None:
