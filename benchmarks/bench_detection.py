@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mobilefan_tf.blazeface import CALIBRATION_FILE, BlazeFaceDetector  # noqa: E402
+from mobilefan_tf.blazeface import CALIBRATION_FILE, BlazeFaceDetector, MultiRangeBlazeFace  # noqa: E402
 from mobilefan_tf.data import read_300w  # noqa: E402
 from mobilefan_tf.detector import DlibFaceDetector  # noqa: E402
 from mobilefan_tf.predictor import read_image  # noqa: E402
@@ -163,7 +163,12 @@ def score_detector(detector, image, truths) -> tuple[int, int]:
 
 
 def detectors() -> dict:
-    return {"blazeface_full": BlazeFaceDetector("full"), "blazeface_short": BlazeFaceDetector("short"), "dlib_hog": DlibFaceDetector()}
+    return {
+        "blazeface (default)": MultiRangeBlazeFace(),
+        "blazeface_short": BlazeFaceDetector("short"),
+        "blazeface_full": BlazeFaceDetector("full"),
+        "dlib_hog": DlibFaceDetector(),
+    }
 
 
 class LazyImages:

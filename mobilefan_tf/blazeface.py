@@ -220,18 +220,6 @@ def weighted_nms(boxes, scores, keypoints=None, iou_threshold: float = 0.3, weig
     return np.asarray(out_boxes, np.float32).reshape(-1, 4), np.asarray(out_scores, np.float32), points
 
 
-def letterbox_matrix(height: int, width: int, size: int) -> np.ndarray:
-    """Affine [2, 3] from photo pixel centres to the letterboxed square input's pixel centres.
-
-    The photo is scaled by ``size / max(height, width)`` and centred, so the
-    shorter side gets equal black bands on both sides.
-    """
-    scale = size / max(height, width)
-    pad_x, pad_y = (size - width * scale) / 2, (size - height * scale) / 2
-    # Outer edges map to outer edges: (x + 0.5) * scale + pad - 0.5.
-    return np.array([[scale, 0, 0.5 * scale + pad_x - 0.5], [0, scale, 0.5 * scale + pad_y - 0.5]], np.float64)
-
-
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Letterboxes a photo into a square model input.
 
@@ -337,27 +325,129 @@ class BlazeFaceDetector(FaceDetector):
         self.last_scores = np.zeros(0, np.float32)
         self.last_keypoints = np.zeros((0, 6, 2), np.float32)
 
-    def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Face boxes [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"detector input must be uint8 RGB [H, W, 3], got {image.dtype} {list(image.shape)}")
+    def run_square(self, square: np.ndarray, matrix: np.ndarray, threshold: float | None = None):
+        """Runs the model on an already letterboxed input.
+
+        Args:
+            square: uint8 [S, S, 3] with S = `input_size`.
+            matrix: [2, 3] axis-aligned affine, photo pixel centres -> `square` pixel centres.
+            threshold: Score threshold (default `score_threshold`).
+
+        Returns:
+            boxes [N, 4] (x0, y0, x1, y1, photo pixels), scores [N], key points [N, 6, 2]
+            (photo pixels), best first, after weighted NMS.
+        """
         size = self.input_size
-        square, matrix = letterbox(image, size)
         self.interpreter.set_tensor(self._input, (square[None].astype(np.float32) - 127.5) / 127.5)
         self.interpreter.invoke()
         logits = self.interpreter.get_tensor(self._logits)[0, :, 0]
-        keep = logits > _logit(self.score_threshold)  # sigmoid is monotonic: filter before decoding
+        keep = logits > _logit(self.score_threshold if threshold is None else threshold)  # monotonic: filter first
         scores = decode_scores(logits[keep])
         boxes, keypoints = decode_boxes(self.interpreter.get_tensor(self._boxes)[0][keep], self.anchors[keep], size)
         boxes, scores, keypoints = weighted_nms(boxes, scores, keypoints, self.iou_threshold, max_out=self.max_faces)
         corners = unletterbox(boxes.reshape(-1, 2, 2), matrix, size).reshape(-1, 4)
+        return corners.astype(np.float32), scores, unletterbox(keypoints, matrix, size)
+
+    def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face boxes [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
+        square, matrix = letterbox(_check_photo(image), self.input_size)
+        boxes, scores, self.last_keypoints = self.run_square(square, matrix)
         self.last_scores = scores
-        self.last_keypoints = unletterbox(keypoints, matrix, size) if keypoints is not None else self.last_keypoints[:0]
-        return corners.astype(np.float32), scores
+        return boxes, scores
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         return self.detect_scored(image)[0]
+
+
+class MultiRangeBlazeFace(FaceDetector):
+    """The default detector: short- and full-range BlazeFace together, tiles as a fallback.
+
+    The short-range model finds close, large, rotated and dark faces (100 %
+    of the 300W crops); the full-range one finds faces down to ~1/15 of the
+    photo side but misses a tenth of close-ups. Both run on every photo (one
+    area resize, shared), their boxes are mapped to landmark boxes by their
+    own calibrations and merged by weighted NMS. When neither finds a face in
+    a photo larger than twice the full-range input, the full-range model runs
+    on 2 x 2 overlapping tiles (faces down to ~1/30 of the side).
+
+    `detect` returns landmark-box estimates already, so `box_scale` is 1 and
+    `box_shift` 0 (a `calibrate` call fits what is left).
+
+    Args:
+        short_threshold: Score threshold of the short-range model (0.7: its
+            best false detection on 450 face-free frames scored 0.67).
+        full_threshold: Score threshold of the full-range model (MediaPipe's 0.6).
+        tile_threshold: Threshold of the tile pass (stricter: four more looks).
+        tiles: Run the tile pass when nothing else is found.
+        iou_threshold: Weighted-NMS merge overlap.
+        max_faces: At most this many faces, best first.
+        num_threads: TFLite CPU threads.
+    """
+
+    def __init__(
+        self,
+        short_threshold: float = 0.7,
+        full_threshold: float = 0.6,
+        tile_threshold: float = 0.65,
+        tiles: bool = True,
+        iou_threshold: float = 0.3,
+        max_faces: int = 32,
+        num_threads: int = 1,
+    ):
+        self.short = BlazeFaceDetector("short", short_threshold, iou_threshold, max_faces, num_threads)
+        self.full = BlazeFaceDetector("full", full_threshold, iou_threshold, max_faces, num_threads)
+        self.tile_threshold = tile_threshold
+        self.tiles = tiles
+        self.iou_threshold = iou_threshold
+        self.max_faces = max_faces
+        self.last_scores = np.zeros(0, np.float32)
+
+    def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Landmark-box estimates [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
+        import cv2
+
+        image = _check_photo(image)
+        big, matrix = letterbox(image, self.full.input_size)
+        small_size = self.short.input_size
+        small = cv2.resize(big, (small_size, small_size), interpolation=cv2.INTER_AREA)
+        f = small_size / self.full.input_size  # square pixel centres: (x + 0.5) * f - 0.5
+        small_matrix = np.vstack([matrix[0] * f, matrix[1] * f]) + np.array([[0, 0, 0.5 * f - 0.5]] * 2)
+        found = []
+        for detector, square, m in ((self.short, small, small_matrix), (self.full, big, matrix)):
+            boxes, scores, _ = detector.run_square(square, m)
+            found.append((detector.to_landmark_box(boxes), scores))
+        if self.tiles and not sum(len(s) for _, s in found) and max(image.shape[:2]) >= 2 * self.full.input_size:
+            found.append(self._tile_pass(image))
+        boxes = np.concatenate([b for b, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        boxes, scores, _ = weighted_nms(boxes, scores, None, self.iou_threshold, max_out=self.max_faces)
+        self.last_scores = scores
+        return boxes, scores
+
+    def _tile_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Full-range model on 2 x 2 tiles, each 60 % of the photo's width and height."""
+        h, w = image.shape[:2]
+        th, tw = round(0.6 * h), round(0.6 * w)
+        boxes, scores = [], []
+        for y0 in (0, h - th):
+            for x0 in (0, w - tw):
+                square, m = letterbox(image[y0 : y0 + th, x0 : x0 + tw], self.full.input_size)
+                m = m.copy()
+                m[:, 2] -= np.diag(m[:, :2]) * (x0, y0)  # tile pixels -> photo pixels
+                b, s, _ = self.full.run_square(square, m, self.tile_threshold)
+                boxes.append(self.full.to_landmark_box(b))
+                scores.append(s)
+        return np.concatenate(boxes), np.concatenate(scores)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        return self.detect_scored(image)[0]
+
+
+def _check_photo(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"detector input must be uint8 RGB [H, W, 3], got {image.dtype} {list(image.shape)}")
+    return image
 
 
 def _logit(p: float) -> float:
