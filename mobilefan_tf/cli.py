@@ -53,6 +53,26 @@ def _load(path: str, threads: int = 1):
         raise CliError(path, str(err).removeprefix(f"cannot load model {path}: ")) from None
 
 
+def _predictor(args):
+    """The Predictor of predict / demo: --model (default: the shipped int8 TFLite), --detector, --no_flip."""
+    from mobilefan_tf.default_model import NoDefaultModelError
+    from mobilefan_tf.detector import make_detector
+    from mobilefan_tf.predictor import Predictor, default_predictor_model
+
+    if args.model:
+        model = _load(args.model, args.threads)
+    else:
+        try:
+            model = default_predictor_model(args.threads)
+        except NoDefaultModelError as err:
+            raise CliError("--model", str(err)) from None
+    try:
+        detector = make_detector(args.detector, args.threads) if not getattr(args, "boxes", None) else None
+    except (OSError, ValueError, ImportError) as err:
+        raise CliError(f"--detector {args.detector}", str(err).removeprefix(f"{args.detector}: ")) from None
+    return Predictor(model, detector=detector, flip_test=not args.no_flip)
+
+
 def draw_faces(image: np.ndarray, faces: list[dict], path: str) -> str:
     """Saves the photo with each face's box (green) and landmarks (red)."""
     import cv2
@@ -87,9 +107,9 @@ def _write_json(path: str, data) -> None:
 
 
 def cmd_predict(args) -> int:
-    from mobilefan_tf.predictor import Predictor, read_image
+    from mobilefan_tf.predictor import read_image
 
-    predictor = Predictor(_load(_model_path(args), args.threads), flip_test=not args.no_flip)
+    predictor = _predictor(args)
     results, failed = [], 0
     for image_path in args.images:
         try:
@@ -110,6 +130,7 @@ def cmd_predict(args) -> int:
                     "box": [round(float(v), 2) for v in f["box"]],
                     "landmarks": np.round(f["landmarks"].astype(np.float64), 2).tolist(),
                     "scores": np.round(np.asarray(f["scores"], np.float64), 4).tolist(),
+                    **({"detector_score": round(f["detector_score"], 4)} if f.get("detector_score") is not None else {}),
                 }
                 for f in faces
             ],
@@ -140,7 +161,7 @@ def cmd_demo(args) -> int:
     args.draw = os.path.join(args.out, "landmarks.png")
     args.boxes = None
     code = cmd_predict(args)
-    print(f"model: {_model_path(args)}")
+    print(f"model: {args.model or 'shipped default (mobilefan_300w_int8.tflite)'}; detector: {args.detector}")
     print(f"photo: {photo}\nlandmarks: {args.json}\ndrawing: {args.draw}")
     return code
 
@@ -234,22 +255,29 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped model)"
+    predict_model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped int8 TFLite paper student)"
     flip_help = "run the model once per face (twice as fast) instead of averaging it with its mirror image"
+    detector_help = (
+        "face detector: blazeface (default: MediaPipe BlazeFace short + full range, TFLite), "
+        "blazeface_short, blazeface_full, dlib (HOG), haar, or a BlazeFace .tflite"
+    )
     p = add("predict", "Find faces in photos and their landmarks.")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", help=model_help)
+    p.add_argument("--model", help=predict_model_help)
     p.add_argument("--json", metavar="OUT", help="write {image, faces: [{box, landmarks, scores}]} JSON ('-': stdout)")
     p.add_argument("--draw", metavar="OUT.png", help="save the photo with boxes and landmarks drawn")
     p.add_argument("--boxes", nargs="+", type=_box, metavar="x0,y0,x1,y1", help="face boxes (skip detection)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.add_argument("--no_flip", action="store_true", help=flip_help)
+    p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
     p.set_defaults(func=cmd_predict)
 
     p = add("demo", "Run the shipped model on a bundled photo, offline: writes JSON and a drawing.")
     p.add_argument("--out", default="mobilefan_demo", help="output folder")
-    p.add_argument("--model", help=model_help)
+    p.add_argument("--model", help=predict_model_help)
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.add_argument("--no_flip", action="store_true", help=flip_help)
+    p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
     p.set_defaults(func=cmd_demo)
 
     p = add("evaluate", "Score a model on a folder of images with iBUG .pts files (68 points).")
