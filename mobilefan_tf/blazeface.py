@@ -313,7 +313,7 @@ class BlazeFaceDetector(FaceDetector):
             interpolated_scale_aspect_ratio=config.interpolated_scale_aspect_ratio,
         )
         if [list(d["shape"]) for d in outputs] != [[1, len(self.anchors), 16], [1, len(self.anchors), 1]]:
-            raise ValueError(f"{path}: outputs are not BlazeFace regressors and scores for {len(self.anchors)} anchors")
+            raise ValueError(f"{path}: not a BlazeFace model (outputs are not regressors + scores of {len(self.anchors)} anchors)")
         self.name, self.config, self.input_size = name, config, size
         self._input, (self._boxes, self._logits) = inp["index"], (d["index"] for d in outputs)
         self.score_threshold = config.score_threshold if score_threshold is None else float(score_threshold)
@@ -404,14 +404,11 @@ class MultiRangeBlazeFace(FaceDetector):
 
     def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmark-box estimates [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
-        import cv2
-
         image = _check_photo(image)
+        # Each model gets its own area-averaged letterbox (resizing the 192 one to 128 instead
+        # changes the short-range scores by a few hundredths, enough to flip borderline faces).
         big, matrix = letterbox(image, self.full.input_size)
-        small_size = self.short.input_size
-        small = cv2.resize(big, (small_size, small_size), interpolation=cv2.INTER_AREA)
-        f = small_size / self.full.input_size  # square pixel centres: (x + 0.5) * f - 0.5
-        small_matrix = np.vstack([matrix[0] * f, matrix[1] * f]) + np.array([[0, 0, 0.5 * f - 0.5]] * 2)
+        small, small_matrix = letterbox(image, self.short.input_size)
         found = []
         for detector, square, m in ((self.short, small, small_matrix), (self.full, big, matrix)):
             boxes, scores, _ = detector.run_square(square, m)
