@@ -405,10 +405,16 @@ class MultiRangeBlazeFace(FaceDetector):
     def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmark-box estimates [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
         image = _check_photo(image)
-        # Each model gets its own area-averaged letterbox (resizing the 192 one to 128 instead
-        # changes the short-range scores by a few hundredths, enough to flip borderline faces).
-        big, matrix = letterbox(image, self.full.input_size)
-        small, small_matrix = letterbox(image, self.short.input_size)
+        # One area resize of the photo to 384 px (2x / 3x the two inputs), then exact 2x and 3x
+        # box averages from it: one pass over a large photo instead of two. (Resizing the
+        # 192 input to 128, a 1.5x step, shifts short-range scores by a few hundredths.)
+        work, sx, sy = image, 1.0, 1.0
+        side = 6 * self.short.input_size // 2
+        if max(image.shape[:2]) > side:
+            work, _ = _area_resize(image, side / max(image.shape[:2]))
+            sx, sy = work.shape[1] / image.shape[1], work.shape[0] / image.shape[0]
+        big, matrix = _compose(*letterbox(work, self.full.input_size), sx, sy)
+        small, small_matrix = _compose(*letterbox(work, self.short.input_size), sx, sy)
         found = []
         for detector, square, m in ((self.short, small, small_matrix), (self.full, big, matrix)):
             boxes, scores, _ = detector.run_square(square, m)
@@ -438,6 +444,26 @@ class MultiRangeBlazeFace(FaceDetector):
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         return self.detect_scored(image)[0]
+
+
+def _area_resize(image: np.ndarray, factor: float):
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA), size
+
+
+def _compose(square: np.ndarray, matrix: np.ndarray, sx: float, sy: float):
+    """(square, matrix) of a letterbox of a resized photo -> the matrix from the original photo.
+
+    The resize maps pixel centres as x' = (x + 0.5) * sx - 0.5 (per axis).
+    """
+    scale = np.array([sx, sy])
+    out = matrix.copy()
+    out[:, :2] = matrix[:, :2] * scale  # diagonal
+    out[:, 2] = matrix[:, 2] + np.diag(matrix[:, :2]) * (0.5 * scale - 0.5)
+    return square, out
 
 
 def _check_photo(image) -> np.ndarray:
