@@ -367,8 +367,8 @@ class MultiRangeBlazeFace(FaceDetector):
     photo side but misses a tenth of close-ups. Both run on every photo (one
     area resize, shared), their boxes are mapped to landmark boxes by their
     own calibrations and merged by weighted NMS. When they find no face, or
-    only faces smaller than `tile_below` of the photo's longer side (a scene
-    of small faces), and the photo is over twice the full-range input, the
+    two or more faces all smaller than `tile_below` of the photo's longer side
+    (a crowd), and the photo is over twice the full-range input, the
     full-range model also runs on 2 x 2 overlapping tiles (each 60 % of the
     photo's width and height, so faces are 1.7x larger to it).
 
@@ -382,8 +382,8 @@ class MultiRangeBlazeFace(FaceDetector):
         tile_threshold: Threshold of the tile pass (stricter: four more looks;
             its best false detection on 52 face-free frames scored 0.72).
         tiles: Allow the tile pass.
-        tile_below: Run it when the largest face found is smaller than this
-            fraction of the photo's longer side (or none is found).
+        tile_below: Run it when several faces are found and the largest is
+            smaller than this fraction of the photo's longer side (or none is found).
         iou_threshold: Weighted-NMS merge overlap.
         max_faces: At most this many faces, best first.
         num_threads: TFLite CPU threads.
@@ -428,8 +428,11 @@ class MultiRangeBlazeFace(FaceDetector):
             found.append((detector.to_landmark_box(boxes), scores))
         long_side = max(image.shape[:2])
         sides = np.concatenate([b[:, 2] - b[:, 0] for b, _ in found])
-        # Small (or no) faces found: look again at 2x2 tiles, where faces are 1.7x larger to the model.
-        if self.tiles and long_side >= 2 * self.full.input_size and (not len(sides) or sides.max() < self.tile_below * long_side):
+        # No face, or a group of small faces (a crowd: more may be too small for the full photo):
+        # look again at 2x2 tiles, where faces are 1.7x larger to the model. One small face
+        # alone (a portrait at a distance) does not pay for four more model runs.
+        group = len(sides) >= 2 and sides.max() < self.tile_below * long_side
+        if self.tiles and long_side >= 2 * self.full.input_size and (not len(sides) or group):
             found.append(self._tile_pass(image))
         boxes = np.concatenate([b for b, _ in found])
         scores = np.concatenate([s for _, s in found])
