@@ -426,18 +426,22 @@ class MultiRangeBlazeFace(FaceDetector):
         for detector, square, m in ((self.short, small, small_matrix), (self.full, big, matrix)):
             boxes, scores, _ = detector.run_square(square, m)
             found.append((detector.to_landmark_box(boxes), scores))
+        boxes, scores = self._merge(found)
         long_side = max(image.shape[:2])
-        sides = np.concatenate([b[:, 2] - b[:, 0] for b, _ in found])
+        sides = boxes[:, 2] - boxes[:, 0]
         # No face, or a group of small faces (a crowd: more may be too small for the full photo):
         # look again at 2x2 tiles, where faces are 1.7x larger to the model. One small face
         # alone (a portrait at a distance) does not pay for four more model runs.
         group = len(sides) >= 2 and sides.max() < self.tile_below * long_side
         if self.tiles and long_side >= 2 * self.full.input_size and (not len(sides) or group):
-            found.append(self._tile_pass(image))
+            boxes, scores = self._merge([(boxes, scores), self._tile_pass(image)])
+        self.last_scores = scores
+        return boxes, scores
+
+    def _merge(self, found) -> tuple[np.ndarray, np.ndarray]:
         boxes = np.concatenate([b for b, _ in found])
         scores = np.concatenate([s for _, s in found])
         boxes, scores, _ = weighted_nms(boxes, scores, None, self.iou_threshold, max_out=self.max_faces)
-        self.last_scores = scores
         return boxes, scores
 
     def _tile_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
