@@ -20,9 +20,9 @@ import re
 
 from absl import app, flags
 
-from experiments import common
+from experiments import script_setup
 
-common.define_flags("evaluate", preset="mobilefan")
+script_setup.define_flags("evaluate", preset="mobilefan")
 flags.DEFINE_multi_string("model", [], "Model to evaluate (repeat the flag for several).")
 flags.DEFINE_enum("split", "full", ["common", "challenging", "full", "val"], "300W split (val: the training hold-out).")
 flags.DEFINE_float("threshold", 0.08, "NME threshold of the failure rate and AUC.")
@@ -56,14 +56,14 @@ def model_name(path: str) -> str:
 
 def eval_samples() -> list:
     if FLAGS.split == "val":
-        return common.train_val_samples()[1]
-    return common.load_samples(FLAGS.split)
+        return script_setup.train_val_samples()[1]
+    return script_setup.load_samples(FLAGS.split)
 
 
 def main(argv):
     del argv
     from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced
-    from mobilefan_tf.flip_test import FlipTestModel
+    from mobilefan_tf.flip_averaging import FlipTestModel
     from mobilefan_tf.predictor import load_landmark_model
 
     if not FLAGS.model and not FLAGS.smoke:
@@ -76,7 +76,7 @@ def main(argv):
         except (OSError, ValueError) as err:
             raise app.UsageError(str(err)) from None
     if not loaded:
-        loaded["untrained_smoke"] = common.build(FLAGS.preset, smoke=True)
+        loaded["untrained_smoke"] = script_setup.build(FLAGS.preset, smoke=True)
     models = {}
     for name, model in loaded.items():
         if FLAGS.flip_test in ("off", "both"):
@@ -87,7 +87,7 @@ def main(argv):
     results, summary = {}, {}
     for name, model in models.items():
         res = evaluate_model(
-            model, samples, spec=common.SPEC, threshold=FLAGS.threshold, norm=FLAGS.norm, return_landmarks=True
+            model, samples, spec=script_setup.SPEC, threshold=FLAGS.threshold, norm=FLAGS.norm, return_landmarks=True
         )
         predictions = res.pop("landmarks")
         results[name] = res

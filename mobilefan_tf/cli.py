@@ -269,7 +269,7 @@ def cmd_demo(args) -> int:
 def cmd_evaluate(args) -> int:
     from mobilefan_tf.data import read_300w
     from mobilefan_tf.evaluation import evaluate_model, plot_ced
-    from mobilefan_tf.flip_test import with_flip_test
+    from mobilefan_tf.flip_averaging import with_flip_test
 
     model = with_flip_test(_load(_model_path(args), args.threads), not args.no_flip)
     try:
@@ -327,7 +327,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from mobilefan_tf.profile import format_table, run_benchmark
+    from mobilefan_tf.latency import format_table, run_benchmark
 
     rows = run_benchmark(
         presets=args.presets,
