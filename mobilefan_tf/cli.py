@@ -53,6 +53,26 @@ def _load(path: str, threads: int = 1):
         raise CliError(path, str(err).removeprefix(f"cannot load model {path}: ")) from None
 
 
+def _predictor(args):
+    """The Predictor of predict / demo: --model (default: the shipped int8 TFLite), --detector, --no_flip."""
+    from mobilefan_tf.default_model import NoDefaultModelError
+    from mobilefan_tf.detector import make_detector
+    from mobilefan_tf.predictor import Predictor, default_predictor_model
+
+    if args.model:
+        model = _load(args.model, args.threads)
+    else:
+        try:
+            model = default_predictor_model(args.threads)
+        except NoDefaultModelError as err:
+            raise CliError("--model", str(err)) from None
+    try:
+        detector = make_detector(args.detector, args.threads) if not getattr(args, "boxes", None) else None
+    except (OSError, ValueError, ImportError) as err:
+        raise CliError(f"--detector {args.detector}", str(err).removeprefix(f"{args.detector}: ")) from None
+    return Predictor(model, detector=detector, flip_test=not args.no_flip)
+
+
 def draw_faces(image: np.ndarray, faces: list[dict], path: str) -> str:
     """Saves the photo with each face's box (green) and landmarks (red)."""
     import cv2
@@ -87,11 +107,11 @@ def _write_json(path: str, data) -> None:
 
 
 def cmd_predict(args) -> int:
-    from mobilefan_tf.predictor import Predictor, read_image
+    from mobilefan_tf.predictor import read_image
 
     if any(os.path.isdir(p) for p in args.images):
         return cmd_predict_dir(args)
-    predictor = Predictor(_load(_model_path(args), args.threads), flip_test=not args.no_flip)
+    predictor = _predictor(args)
     results, failed = [], 0
     for image_path in args.images:
         try:
@@ -107,14 +127,7 @@ def cmd_predict(args) -> int:
             "image": image_path,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
-            "faces": [
-                {
-                    "box": [round(float(v), 2) for v in f["box"]],
-                    "landmarks": np.round(f["landmarks"].astype(np.float64), 2).tolist(),
-                    "scores": np.round(np.asarray(f["scores"], np.float64), 4).tolist(),
-                }
-                for f in faces
-            ],
+            "faces": _face_records(faces),
         }
         results.append(record)
         if args.draw:
@@ -127,14 +140,19 @@ def cmd_predict(args) -> int:
 
 
 def _face_records(faces: list[dict]) -> list[dict]:
-    return [
-        {
+    """JSON records of `Predictor` faces; ``detector_score`` only where the detector gave one."""
+    records = []
+    for f in faces:
+        record = {
             "box": [round(float(v), 2) for v in f["box"]],
             "landmarks": np.round(f["landmarks"].astype(np.float64), 2).tolist(),
             "scores": np.round(np.asarray(f["scores"], np.float64), 4).tolist(),
         }
-        for f in faces
-    ]
+        score = f.get("detector_score")
+        if score is not None and np.isfinite(score):
+            record["detector_score"] = round(float(score), 4)
+        records.append(record)
+    return records
 
 
 def cmd_predict_dir(args) -> int:
@@ -144,7 +162,6 @@ def cmd_predict_dir(args) -> int:
     from tqdm import tqdm
 
     from mobilefan_tf.bulk import predict_files
-    from mobilefan_tf.predictor import Predictor
     from mobilefan_tf.video import atomic_output, json_line, list_images
 
     if args.draw:
@@ -158,7 +175,7 @@ def cmd_predict_dir(args) -> int:
             print(f"{PROG}: error: {item}: folder has no images", file=sys.stderr)
             failed += 1
         paths += found
-    predictor = Predictor(_load(_model_path(args), args.threads), flip_test=not args.no_flip)
+    predictor = _predictor(args)
 
     def report(path: str, err: Exception) -> None:
         nonlocal failed
@@ -244,7 +261,7 @@ def cmd_demo(args) -> int:
     args.draw = os.path.join(args.out, "landmarks.png")
     args.boxes = None
     code = cmd_predict(args)
-    print(f"model: {_model_path(args)}")
+    print(f"model: {args.model or 'shipped default (mobilefan_300w_int8.tflite)'}; detector: {args.detector}")
     print(f"photo: {photo}\nlandmarks: {args.json}\ndrawing: {args.draw}")
     return code
 
@@ -338,15 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped model)"
+    predict_model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped int8 TFLite paper student)"
     flip_help = "run the model once per face (twice as fast) instead of averaging it with its mirror image"
+    detector_help = (
+        "face detector: blazeface (default: MediaPipe BlazeFace short + full range, TFLite), "
+        "blazeface_short, blazeface_full, dlib (HOG), haar, or a BlazeFace .tflite"
+    )
     p = add("predict", "Find faces in photos (or every photo under folders) and their landmarks.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos and/or folders (searched recursively)")
-    p.add_argument("--model", help=model_help)
+    p.add_argument("--model", help=predict_model_help)
     p.add_argument("--json", metavar="OUT", help="write {image, faces: [{box, landmarks, scores}]} JSON ('-': stdout)")
     p.add_argument("--draw", metavar="OUT.png", help="save the photo with boxes and landmarks drawn")
     p.add_argument("--boxes", nargs="+", type=_box, metavar="x0,y0,x1,y1", help="face boxes (skip detection)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.add_argument("--no_flip", action="store_true", help=flip_help)
+    p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
     p.add_argument("--jsonl", metavar="OUT", help="with a folder: one JSON line per image ('-': stdout)")
     p.add_argument("--batch_size", type=int, default=32, help="with a folder: faces per model call")
     p.set_defaults(func=cmd_predict)
@@ -375,9 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "Run the shipped model on a bundled photo, offline: writes JSON and a drawing.")
     p.add_argument("--out", default="mobilefan_demo", help="output folder")
-    p.add_argument("--model", help=model_help)
+    p.add_argument("--model", help=predict_model_help)
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.add_argument("--no_flip", action="store_true", help=flip_help)
+    p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
     p.set_defaults(func=cmd_demo)
 
     p = add("evaluate", "Score a model on a folder of images with iBUG .pts files (68 points).")

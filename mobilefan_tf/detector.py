@@ -7,9 +7,10 @@ Haar box is tighter and sits higher), so each detector also has
 fitted on 300W faces with `calibrate`) that turns its boxes into estimates of
 the landmark box.
 
-OpenCV 5 no longer ships the Haar cascades, so the default detector is dlib's
-HOG frontal-face detector (``pip install dlib-bin``; no model file needed);
-`HaarFaceDetector` is used where an OpenCV with cascades is installed.
+The default detector is MediaPipe's BlazeFace (TFLite, short + full range,
+`blazeface.MultiRangeBlazeFace`; the model files ship in `assets/face_detection`).
+dlib's HOG frontal-face detector (``pip install dlib-bin``) and OpenCV's Haar
+cascade (OpenCV 4 wheels only) remain available: `make_detector("dlib")`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class FaceDetector:
     def detect(self, image: np.ndarray) -> np.ndarray:
         """Face boxes of a uint8 RGB [H, W, 3] photo: float32 [N, 4] (x0, y0, x1, y1), best first."""
         raise NotImplementedError
+
+    def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes [N, 4] as `detect` and one confidence per box [N] (NaN where the detector has none)."""
+        boxes = self.detect(image)
+        return boxes, np.full(len(boxes), np.nan, np.float32)
 
     def to_landmark_box(self, boxes) -> np.ndarray:
         """Maps detector boxes [N, 4] to estimated landmark boxes [N, 4] (square)."""
@@ -103,14 +109,18 @@ class DlibFaceDetector(FaceDetector):
         self.threshold = threshold
         self.max_faces = max_faces
 
-    def detect(self, image: np.ndarray) -> np.ndarray:
+    def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes [N, 4] and dlib's SVM scores [N] (unbounded; > `threshold`), best first."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
         # Upsampling large photos only costs time: small faces there are already big enough.
         upsample = self.upsample if max(image.shape[:2]) <= 1024 else 0
         rects, scores, _ = self._detector.run(image, upsample, self.threshold)
         order = np.argsort(scores)[::-1][: self.max_faces]
         boxes = [[rects[i].left(), rects[i].top(), rects[i].right() + 1, rects[i].bottom() + 1] for i in order]
-        return np.asarray(boxes, np.float32).reshape(-1, 4)
+        return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray([scores[i] for i in order], np.float32)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        return self.detect_scored(image)[0]
 
 
 def haar_cascade_path() -> str | None:
@@ -157,16 +167,47 @@ class HaarFaceDetector(FaceDetector):
         return boxes[order]
 
 
-def default_detector() -> FaceDetector:
-    """dlib HOG when dlib is installed, else OpenCV's Haar cascade if present.
+DETECTORS = ("blazeface", "blazeface_short", "blazeface_full", "dlib", "haar")
+
+
+def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector:
+    """A detector by name (the CLI's ``--detector``).
+
+    Args:
+        name: ``blazeface`` (default: short + full range, `MultiRangeBlazeFace`),
+            ``blazeface_short``, ``blazeface_full``, ``dlib`` (HOG) or ``haar``
+            (OpenCV 4 cascade), or a path to a BlazeFace ``.tflite``.
+        num_threads: TFLite threads of the BlazeFace models.
 
     Raises:
-        ImportError: one line, when neither is available.
+        ImportError / ValueError / FileNotFoundError: one line naming what is missing.
     """
-    try:
+    from mobilefan_tf import blazeface
+
+    if name == "blazeface":
+        return blazeface.MultiRangeBlazeFace(num_threads=num_threads)
+    if name in ("blazeface_short", "blazeface_full"):
+        return blazeface.BlazeFaceDetector(name.removeprefix("blazeface_"), num_threads=num_threads)
+    if name == "dlib":
         return DlibFaceDetector()
-    except ImportError:
-        pass
+    if name == "haar":
+        return HaarFaceDetector()
+    if name.endswith(".tflite"):
+        return blazeface.BlazeFaceDetector(name, num_threads=num_threads)
+    raise ValueError(f"unknown face detector {name!r} (want one of {', '.join(DETECTORS)} or a BlazeFace .tflite)")
+
+
+def default_detector() -> FaceDetector:
+    """BlazeFace (short + full range) when ai-edge-litert is installed, else dlib HOG, else Haar.
+
+    Raises:
+        ImportError: one line, when none is available.
+    """
+    for name in ("blazeface", "dlib"):
+        try:
+            return make_detector(name)
+        except ImportError:
+            pass
     if haar_cascade_path():
         return HaarFaceDetector()
-    raise ImportError("no face detector available: pip install dlib-bin, or pass face boxes (--boxes)")
+    raise ImportError("no face detector available: pip install ai-edge-litert (or dlib-bin), or pass face boxes (--boxes)")

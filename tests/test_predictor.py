@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data
 
 from mobilefan_tf.data import apply_affine, crop_matrix, invert_affine, synthetic_faces
-from mobilefan_tf.detector import FaceDetector, default_detector
+from mobilefan_tf.detector import DlibFaceDetector, FaceDetector
 from mobilefan_tf.predictor import Predictor, load_landmark_model, read_image, to_rgb_uint8
 
 SHARED_300W = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "300w", "300W-train")
@@ -135,7 +135,7 @@ def test_predictor_accepts_path_and_keras_model(tmp_path):
 
 def test_dlib_detector_finds_astronaut():
     pytest.importorskip("dlib")
-    detector = default_detector()
+    detector = DlibFaceDetector()
     boxes = detector.detect(data.astronaut())
     assert len(boxes) >= 1
     x0, y0, x1, y1 = boxes[0]
@@ -151,7 +151,7 @@ def test_dlib_box_calibration_on_300w():
     from mobilefan_tf.data import read_300w
 
     samples = read_300w(SHARED_300W)[::25]  # 81 faces of all three subsets
-    detector = default_detector()
+    detector = DlibFaceDetector()
     shipped = (detector.box_scale, detector.box_shift)
     fit = detector.calibrate([read_image(s.image_path) for s in samples], [s.landmarks for s in samples])
     assert fit["matched"] >= 0.8 * len(samples)

@@ -1,0 +1,184 @@
+"""BlazeFace detector: anchors, decoding and NMS by hand, letterboxing, real faces, bad input, CLI switch."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from mobilefan_tf import blazeface, cli
+from mobilefan_tf.blazeface import (
+    BlazeFaceDetector,
+    MultiRangeBlazeFace,
+    decode_boxes,
+    decode_scores,
+    letterbox,
+    ssd_anchors,
+    unletterbox,
+    weighted_nms,
+)
+from mobilefan_tf.detector import make_detector
+from mobilefan_tf.predictor import Predictor
+
+SHARED_300W = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "300w", "300W-train")
+LITE_TFLITE = os.path.join(os.path.dirname(blazeface.__file__), "assets", "mobilefan_lite_300w_int8.tflite")
+HAS_DLIB = __import__("importlib").util.find_spec("dlib") is not None
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return MultiRangeBlazeFace()
+
+
+def test_anchors_by_hand():
+    # 16 px input, stride 8: a 2 x 2 map, two fixed-size anchors per cell, row by row.
+    a = ssd_anchors(16, (8,))
+    expected = [[x, y, 1, 1] for y in (0.25, 0.75) for x in (0.25, 0.75) for _ in range(2)]
+    np.testing.assert_allclose(a, expected)
+    # Two layers sharing stride 8 stack their anchors on one map: 2 + 2 per cell.
+    assert len(ssd_anchors(16, (8, 8))) == 16
+    # Free-size anchors: layer scales 0.2 and 0.6 (min / max); the interpolated anchor of the
+    # first layer is sqrt(0.2 * 0.6), of the last sqrt(0.6 * 1).
+    free = ssd_anchors(8, (8, 16), min_scale=0.2, max_scale=0.6, fixed_anchor_size=False)
+    np.testing.assert_allclose(free[:, 2], [0.2, np.sqrt(0.12), 0.6, np.sqrt(0.6)], rtol=1e-6)
+    np.testing.assert_allclose(free[:, :2], 0.5)
+    # MediaPipe's two graphs: 16x16x2 + 8x8x6 = 896 and 48x48x1 = 2304 anchors.
+    short, full = blazeface.CONFIGS["short"], blazeface.CONFIGS["full"]
+    assert len(ssd_anchors(short.input_size, short.strides)) == 896
+    assert len(ssd_anchors(full.input_size, full.strides, interpolated_scale_aspect_ratio=0.0)) == 2304
+
+
+def test_decode_box_and_keypoints_by_hand():
+    anchors = np.array([[0.5, 0.5, 1.0, 1.0], [0.25, 0.75, 1.0, 1.0]], np.float32)
+    raw = np.zeros((2, 16), np.float32)
+    raw[0, :4] = [12.8, -6.4, 32.0, 64.0]  # dx, dy, w, h in 128-px input pixels
+    raw[0, 4:6] = [12.8, 12.8]  # first key point
+    raw[1, :4] = [0.0, 0.0, 12.8, 12.8]
+    boxes, keypoints = decode_boxes(raw, anchors, 128)
+    # centre (0.5 + 0.1, 0.5 - 0.05), size (0.25, 0.5)
+    np.testing.assert_allclose(boxes[0], [0.475, 0.2, 0.725, 0.7], atol=1e-6)
+    np.testing.assert_allclose(boxes[1], [0.2, 0.7, 0.3, 0.8], atol=1e-6)
+    np.testing.assert_allclose(keypoints[0, 0], [0.6, 0.6], atol=1e-6)
+    np.testing.assert_allclose(keypoints[1], [[0.25, 0.75]] * 6, atol=1e-6)
+    np.testing.assert_allclose(decode_scores([[0.0], [200.0], [-200.0], [np.log(3.0)]]), [0.5, 1.0, 0.0, 0.75], atol=1e-7)
+
+
+def test_weighted_and_plain_nms_by_hand():
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # A 0.9
+            [1, 0, 11, 10],  # B 0.6: IoU(A) = 90 / 110 -> merged into A
+            [20, 20, 30, 30],  # C 0.8: apart
+            [6, 0, 16, 10],  # D 0.5: IoU(A) = 40 / 160 = 0.25 -> its own face
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.6, 0.8, 0.5])
+    kps = boxes[:, None, :2].copy()
+    out, sc, kp = weighted_nms(boxes, scores, kps, iou_threshold=0.3)
+    np.testing.assert_allclose(out, [[0.4, 0, 10.4, 10], [20, 20, 30, 30], [6, 0, 16, 10]], atol=1e-5)
+    np.testing.assert_allclose(sc, [0.9, 0.8, 0.5])  # the group keeps its best score
+    np.testing.assert_allclose(kp[:, 0], [[0.4, 0], [20, 20], [6, 0]], atol=1e-5)
+    plain, sc, _ = weighted_nms(boxes, scores, weighted=False)
+    np.testing.assert_allclose(plain, boxes[[0, 2, 3]])
+    # D against B: IoU 50 / 150 = 0.33 > 0.3, so with B best, D joins it; A (IoU 0.82) too.
+    out, sc, _ = weighted_nms(boxes[[1, 3, 0]], [0.9, 0.5, 0.1], iou_threshold=0.3, max_out=1)
+    np.testing.assert_allclose(out[0], (0.9 * boxes[1] + 0.5 * boxes[3] + 0.1 * boxes[0]) / 1.5, atol=1e-5)
+    assert weighted_nms(np.zeros((0, 4)), np.zeros(0))[0].shape == (0, 4)
+
+
+def test_letterbox_maps_back_to_photo_pixels():
+    photo = np.zeros((100, 200, 3), np.uint8)  # h 100, w 200 -> a 128 x 64 block, bands of 32 px
+    photo[40:60, 150:170] = 255
+    square, matrix = letterbox(photo, 128)
+    assert square.shape == (128, 128, 3)
+    assert square[:32].max() == 0 and square[96:].max() == 0
+    np.testing.assert_allclose(matrix, [[0.64, 0, -0.18], [0, 0.64, 31.82]], atol=1e-9)
+    # The square's outer edges (0, 0.25) and (1, 0.75) are the photo's (-0.5, -0.5), (199.5, 99.5).
+    np.testing.assert_allclose(unletterbox([[0, 0.25], [1, 0.75]], matrix, 128), [[-0.5, -0.5], [199.5, 99.5]], atol=1e-5)
+    ys, xs = np.nonzero(square[..., 0] > 128)
+    centre = unletterbox([[(xs.mean() + 0.5) / 128, (ys.mean() + 0.5) / 128]], matrix, 128)[0]
+    np.testing.assert_allclose(centre, [159.5, 49.5], atol=1.0)  # the white block's centre
+
+
+def test_face_in_a_wide_photo_is_found_where_it_is():
+    detector = MultiRangeBlazeFace(tiles=False)  # tiles of a wide and a square photo differ
+    face = data.astronaut()
+    wide = np.full((512, 1024, 3), 90, np.uint8)
+    wide[:, 300:812] = face
+    boxes, scores = detector.detect_scored(wide)
+    assert len(boxes) == 1 and 0.7 < scores[0] <= 1
+    # Padding the photo by hand to the square the letterbox makes gives the same model input:
+    # the box must be the same, 256 px lower.
+    padded = np.pad(wide, ((256, 256), (0, 0), (0, 0)))
+    np.testing.assert_allclose(detector.detect(padded)[0], boxes[0] + [0, 256, 0, 256], atol=0.5)
+    base = detector.detect(face)[0]  # and it is the astronaut's face, shifted by 300 px
+    np.testing.assert_allclose((boxes[0, :2] + boxes[0, 2:]) / 2, (base[:2] + base[2:]) / 2 + [300, 0], atol=10)
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_300W), reason="shared 300W faces not present")
+def test_detects_real_300w_crops(detector):
+    from mobilefan_tf.data import read_300w
+    from mobilefan_tf.predictor import read_image
+
+    for sample in read_300w(SHARED_300W)[::200]:  # 11 faces of the three subsets
+        boxes = detector.detect(read_image(sample.image_path))
+        assert len(boxes) >= 1, sample.name
+        lo, hi = sample.landmarks.min(0), sample.landmarks.max(0)
+        inter = np.prod(np.clip(np.minimum(boxes[0, 2:], hi) - np.maximum(boxes[0, :2], lo), 0, None))
+        union = np.prod(boxes[0, 2:] - boxes[0, :2]) + np.prod(hi - lo) - inter
+        assert inter / union > 0.6, sample.name
+
+
+def test_no_face_gives_no_result(detector):
+    rng = np.random.default_rng(0)
+    for image in (np.zeros((480, 640, 3), np.uint8), np.full((300, 300, 3), 200, np.uint8),
+                  rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)):  # fmt: skip
+        assert len(detector.detect(image)) == 0
+    predictor = Predictor(LITE_TFLITE, detector=detector, flip_test=False)
+    assert predictor.predict(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)) == []
+    faces = predictor.predict(data.astronaut())
+    assert len(faces) == 1 and 0.7 < faces[0]["detector_score"] <= 1
+    lm = faces[0]["landmarks"]
+    assert 170 < lm[:, 0].mean() < 280 and 90 < lm[:, 1].mean() < 190  # on the astronaut's face
+
+
+def test_bad_model_files_name_the_file(tmp_path):
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer")
+    with pytest.raises(ValueError, match="junk.tflite: cannot read face detector model"):
+        BlazeFaceDetector(str(junk))
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        BlazeFaceDetector(str(tmp_path / "missing.tflite"))
+    with pytest.raises(ValueError, match="mobilefan_lite_300w_int8.tflite: not a BlazeFace model"):
+        BlazeFaceDetector(LITE_TFLITE)  # a landmark model, not a detector
+    with pytest.raises(ValueError, match="unknown face detector 'yolo'"):
+        make_detector("yolo")
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        BlazeFaceDetector("short").detect(np.zeros((10, 10), np.float32))
+
+
+def _cli_faces(tmp_path, capsys, *extra):
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    code = cli.main(["predict", str(photo), "--model", LITE_TFLITE, "--no_flip", "--json", "-", *extra])
+    captured = capsys.readouterr()
+    return code, captured, json.loads(captured.out)["faces"] if code == 0 else None
+
+
+@pytest.mark.skipif(not HAS_DLIB, reason="needs dlib")
+def test_cli_detector_switch(tmp_path, capsys):
+    photo = data.astronaut()
+    for name in ("blazeface", "dlib"):
+        code, _, faces = _cli_faces(tmp_path, capsys, "--detector", name)
+        assert code == 0 and len(faces) == 1
+        det = make_detector(name)
+        expected = det.to_landmark_box(det.detect(photo))[0]
+        np.testing.assert_allclose(faces[0]["box"], expected, atol=0.01)  # the box of that detector
+    code, _, default = _cli_faces(tmp_path, capsys)
+    assert default[0]["box"] == _cli_faces(tmp_path, capsys, "--detector", "blazeface")[2][0]["box"]
+    assert 0.7 < default[0]["detector_score"] <= 1
+    code, captured, _ = _cli_faces(tmp_path, capsys, "--detector", str(tmp_path / "nope.tflite"))
+    assert code == 1 and "nope.tflite" in captured.err and len(captured.err.strip().splitlines()) == 1
