@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from mobilefan_tf.specs import LandmarkSpec, get_spec
+from mobilefan_tf.specs import LandmarkSpec, get_spec, spec_config
 
 NORMS = ("inter_ocular", "inter_pupil", "bbox_diagonal")
 
@@ -103,9 +103,11 @@ class NormalizedMeanError(keras.metrics.Metric):
     ground truth needs no extra input. Reported as a fraction.
     """
 
-    def __init__(self, spec: str | int = "300w", norm: str = "inter_ocular", name: str = "nme", **kwargs):
+    def __init__(self, spec: str | int | dict | LandmarkSpec = "300w", norm: str = "inter_ocular", name: str = "nme",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.spec_name = get_spec(spec).name
+        self.spec_config = spec_config(spec)  # a custom layout is saved whole, so a reload needs no spec file
         self.norm = norm
         if norm not in NORMS:
             raise ValueError(f"Unknown NME normaliser {norm!r} (use one of {NORMS})")
@@ -118,7 +120,7 @@ class NormalizedMeanError(keras.metrics.Metric):
 
         from mobilefan_tf.heatmaps import decode_heatmaps
 
-        spec = get_spec(self.spec_name)
+        spec = get_spec(self.spec_config)
         gt, _ = decode_heatmaps(y_true)
         pred, _ = decode_heatmaps(y_pred)
         if self.norm == "inter_ocular":
@@ -145,4 +147,4 @@ class NormalizedMeanError(keras.metrics.Metric):
         self.count.assign(0.0)
 
     def get_config(self):
-        return {**super().get_config(), "spec": self.spec_name, "norm": self.norm}
+        return {**super().get_config(), "spec": self.spec_config, "norm": self.norm}

@@ -158,7 +158,10 @@ class LandmarkSpec:
             data["point_names"] = tuple(str(n) for n in data["point_names"])
         builtin = SPECS.get(data["name"])
         spec = cls(**data)
-        return builtin if builtin == spec else spec
+        if builtin == spec:
+            return builtin
+        _CUSTOM[spec.name] = spec  # so that get_spec(name) finds it in this process (metrics, configs)
+        return spec
 
     @property
     def flip_permutation(self) -> np.ndarray:
@@ -277,6 +280,7 @@ COFW = LandmarkSpec(
 )
 
 SPECS: dict[str, LandmarkSpec] = {s.name: s for s in (W300, WFLW, COFW)}
+_CUSTOM: dict[str, LandmarkSpec] = {}  # custom specs built in this process, by name
 
 
 def _pairs_from_permutation(perm, k) -> list[tuple[int, int]]:
@@ -370,6 +374,8 @@ def get_spec(name_or_k: str | int | LandmarkSpec | dict | os.PathLike) -> Landma
         known = sorted(s.num_points for s in SPECS.values())
         raise ValueError(f"No landmark spec has {name_or_k} points (known: {known})")
     key = str(name_or_k).lower().replace("-", "")
+    if key not in SPECS and str(name_or_k) in _CUSTOM:
+        return _CUSTOM[str(name_or_k)]
     if key not in SPECS:
         raise ValueError(f"Unknown landmark spec {name_or_k!r} (known: {sorted(SPECS)}, or a spec file path)")
     return SPECS[key]
