@@ -97,18 +97,18 @@ def summarize(nmes, threshold: float = 0.08) -> dict[str, float]:
 
 @keras.saving.register_keras_serializable(package="mobilefan_tf")
 class NormalizedMeanError(keras.metrics.Metric):
-    """Mean inter-ocular (or other) NME of decoded heatmaps, for `model.fit`.
+    """Mean NME of decoded heatmaps, for `model.fit`; the spec's `default_norm` unless `norm` is given.
 
     y_true and y_pred are [B, H, W, K] heatmaps; both are decoded (DARK), so
     ground truth needs no extra input. Reported as a fraction.
     """
 
-    def __init__(self, spec: str | int | dict | LandmarkSpec = "300w", norm: str = "inter_ocular", name: str = "nme",
+    def __init__(self, spec: str | int | dict | LandmarkSpec = "300w", norm: str | None = None, name: str = "nme",
                  **kwargs):
         super().__init__(name=name, **kwargs)
         self.spec_name = get_spec(spec).name
         self.spec_config = spec_config(spec)  # a custom layout is saved whole, so a reload needs no spec file
-        self.norm = norm
+        self.norm = norm or get_spec(spec).default_norm  # COFW: inter-pupil
         if norm not in NORMS:
             raise ValueError(f"Unknown NME normaliser {norm!r} (use one of {NORMS})")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")

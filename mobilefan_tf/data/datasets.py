@@ -75,7 +75,7 @@ def load_dataset(
         dataset: ``300w``, ``wflw``, ``cofw``, a spec file or a COCO keypoints JSON.
         data_dir: Where the files are (see the module table). For a COCO
             JSON: the images root (default: the JSON's folder).
-        split: ``train`` or ``test`` (WFLW, COFW); for 300W ``train``,
+        split: ``train`` or ``test`` (WFLW, COFW; any other value: ``test``); for 300W ``train``,
             ``common``, ``challenging``, ``full`` or ``all`` (every face,
             tagged with its subset); ignored for spec-file folders and COCO.
         index_base: Override of the ``.pts`` index base (0 or 1); None: the
@@ -99,6 +99,8 @@ def load_dataset(
     root = Path(data_dir)
     if not root.exists():
         raise ValueError(f"{root}: dataset folder does not exist")
+    if spec.is_builtin and spec.name in ("wflw", "cofw") and split not in ("train", "test"):
+        split = "test"  # all / full / ...: the benchmark split
     if spec.name == "wflw" and spec.is_builtin:
         ann = root if root.is_file() else _find(root, f"list_98pt_rect_attr_{split}.txt")
         if ann is None:
