@@ -109,7 +109,7 @@ class NormalizedMeanError(keras.metrics.Metric):
         self.spec_name = get_spec(spec).name
         self.spec_config = spec_config(spec)  # a custom layout is saved whole, so a reload needs no spec file
         self.norm = norm or get_spec(spec).default_norm  # COFW: inter-pupil
-        if norm not in NORMS:
+        if self.norm not in NORMS:
             raise ValueError(f"Unknown NME normaliser {norm!r} (use one of {NORMS})")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")

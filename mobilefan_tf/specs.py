@@ -160,6 +160,8 @@ class LandmarkSpec:
         spec = cls(**data)
         if builtin == spec:
             return builtin
+        if _CUSTOM.get(spec.name) == spec:
+            return _CUSTOM[spec.name]
         _CUSTOM[spec.name] = spec  # so that get_spec(name) finds it in this process (metrics, configs)
         return spec
 
