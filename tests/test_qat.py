@@ -74,6 +74,10 @@ def test_qat_script_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["parity_max_abs_diff"] <= 1e-5
+    from mobilefan_tf.specs import W300
+
     for name in ("float", "ptq_int8", "qat_int8"):
-        assert np.isfinite(results["models"][name]["nme"])
-    assert (tmp_path / "qat_int8.tflite").stat().st_size < (tmp_path / "ptq_int8.tflite").stat().st_size * 2
+        row = results["models"][name]
+        assert np.isfinite(row["nme"]) and row["num_images"] == 6 and set(row["groups"]) == set(W300.groups)
+    assert results["models"]["qat_int8"]["worst_group"] in W300.groups
+    assert len(results["history"]["loss"]) == 1  # --smoke: one fine-tuning epoch
