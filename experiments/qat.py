@@ -41,6 +41,8 @@ FLAGS = flags.FLAGS
 def load_student():
     import keras
 
+    import mobilefan_tf.models  # noqa: F401 - registers MobileFAN for load_model
+
     if FLAGS.smoke and not FLAGS.model:
         return common.build(FLAGS.preset, smoke=True)
     if FLAGS.model:

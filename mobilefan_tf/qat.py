@@ -163,3 +163,38 @@ def export_qat_tflite(qat_model, path: str, metadata: dict, method: str = "dark"
     with open(path + ".json", "w") as f:
         json.dump({**metadata, "quantize": "qat_int8", "int8_io": False}, f, indent=1)
     return path
+
+
+def cluster(rebuilt, clusters: int = 16):
+    """Weight clustering (tfmot): every conv / deconv kernel shares `clusters` values.
+
+    Only Conv2D, DepthwiseConv2D and Conv2DTranspose layers are clustered
+    (BatchNorm and the head's bias stay as they are); fine-tune the result,
+    then `strip_clustering` and `copy_back` into the Keras 3 model.
+    """
+    tf_keras, tfmot = import_qat()
+    ck = tfmot.clustering.keras
+    kinds = (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D, tf_keras.layers.Conv2DTranspose)
+    init = ck.CentroidInitialization.KMEANS_PLUS_PLUS
+
+    def wrap(layer):
+        if isinstance(layer, kinds):
+            return ck.cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=init)
+        return layer
+
+    # The wrappers hold the original layers, weights included: no copy needed.
+    return tf_keras.models.clone_model(rebuilt, clone_function=wrap)
+
+
+def strip_clustering(clustered):
+    """The clustered model as plain layers (kernels holding only the centroid values)."""
+    _, tfmot = import_qat()
+    return tfmot.clustering.keras.strip_clustering(clustered)
+
+
+def copy_back(rebuilt, model) -> None:
+    """Copies a (stripped) tf_keras rebuild's weights into the Keras 3 `model`, layer by layer by name."""
+    target = {layer.name: layer for layer in model.layers}
+    for layer in rebuilt.layers:
+        if layer.get_weights():
+            target[layer.name].set_weights(layer.get_weights())
