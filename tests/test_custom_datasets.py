@@ -239,7 +239,7 @@ def test_cofw_is_scored_inter_pupil():
 def test_custom_layout_train_evaluate_export_predict(tmp_path, layout, capsys):
     """A user's own layout without code: spec file (5) or COCO JSON (98) -> train, evaluate, export, predict."""
     t0 = time.time()
-    lm, spec = _write_folder(tmp_path / "faces", layout, 40, seed=5)
+    lm, spec = _write_folder(tmp_path / "faces", layout, 20, seed=5)
     if layout == "5":
         dataset = tmp_path / "five.json"
         dataset.write_text(json.dumps({**FIVE, "name": "synthetic5"}))
@@ -262,7 +262,7 @@ def test_custom_layout_train_evaluate_export_predict(tmp_path, layout, capsys):
         from mobilefan_tf.training import TrainConfig, compile_heatmap_model
 
         got_spec, faces = load_dataset(str(dataset), tmp_path / "faces")
-        assert got_spec.flip_pairs == spec.flip_pairs and len(faces) == 40
+        assert got_spec.flip_pairs == spec.flip_pairs and len(faces) == 20
         net = build_model("mobilefan_lite", num_keypoints=98, spec=spec_config(got_spec), input_size=64, width=0.35,
                           deconv_filters=16)  # fmt: skip
         compile_heatmap_model(net, TrainConfig(epochs=1, batch_size=8, warmup_epochs=0.0), got_spec, 5)
@@ -274,7 +274,7 @@ def test_custom_layout_train_evaluate_export_predict(tmp_path, layout, capsys):
     assert cli.main(["evaluate", str(tmp_path / "faces") if layout == "5" else str(dataset), "--model", str(model),
                      "--json", str(out), "--plot", str(tmp_path / "ced.png"), "--index_base", "0"]) == 0  # fmt: skip
     result = json.loads(out.read_text())
-    assert result["num_images"] == 40 and result["spec"] == f"synthetic{layout}" and result["subsets"]["all"]
+    assert result["num_images"] == 20 and result["spec"] == f"synthetic{layout}" and result["subsets"]["all"]
     assert (tmp_path / "ced.png").stat().st_size > 0
     tflite = tmp_path / "m.tflite"
     assert cli.main(["export", str(tflite), "--format", "tflite", "--model", str(model)]) == 0
