@@ -130,7 +130,7 @@ def test_shared_300w_is_read_0_based_by_the_training_scripts(w300_dir):
         "common.define_flags('t', 'mobilefan'); flags.FLAGS(['t'])\n"
         "s = common.load_samples('train'); print(len(s), s[0].image_path); print(repr(s[0].landmarks[:3].tolist()))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     head, points = proc.stdout.strip().splitlines()[-2:]
     count, image = head.split(" ", 1)
@@ -200,7 +200,7 @@ def test_bad_input_one_line_nonzero_exit(tmp_path, capsys):
         proc = subprocess.run(
             [sys.executable, "-m", "experiments.train_student", "--smoke", f"--dataset={args[1]}",
              f"--data_dir={args[2]}", f"--workdir={workdir}"],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
+            cwd=REPO, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert all(n in proc.stderr for n in needles), proc.stderr[-2000:]
