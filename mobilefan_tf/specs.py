@@ -352,6 +352,8 @@ def model_spec(model) -> LandmarkSpec:
     spec = getattr(model, "spec", None)
     if spec is None:
         spec = (getattr(model, "metadata", None) or {}).get("spec")
+    if spec is None and getattr(model, "num_keypoints", None) is None:
+        raise ValueError(f"{type(model).__name__} names no landmark layout (no spec, metadata or num_keypoints)")
     return get_spec(spec if spec is not None else int(model.num_keypoints))
 
 
