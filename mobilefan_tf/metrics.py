@@ -100,7 +100,8 @@ class NormalizedMeanError(keras.metrics.Metric):
     """Mean NME of decoded heatmaps, for `model.fit`; the spec's `default_norm` unless `norm` is given.
 
     y_true and y_pred are [B, H, W, K] heatmaps; both are decoded (DARK), so
-    ground truth needs no extra input. Reported as a fraction.
+    ground truth needs no extra input. Reported as a fraction. An optional
+    sample_weight [B] weights each image (0 leaves it out).
     """
 
     def __init__(self, spec: str | int | dict | LandmarkSpec = "300w", norm: str | None = None, name: str = "nme",
@@ -136,8 +137,13 @@ class NormalizedMeanError(keras.metrics.Metric):
         else:
             d = tf.norm(tf.reduce_max(gt, axis=1) - tf.reduce_min(gt, axis=1), axis=-1)
         nme = tf.reduce_mean(tf.norm(pred - gt, axis=-1), axis=-1) / tf.maximum(d, 1e-6)
-        self.total.assign_add(tf.reduce_sum(nme))
-        self.count.assign_add(tf.cast(tf.shape(nme)[0], tf.float32))
+        if sample_weight is None:
+            weight = tf.ones_like(nme)
+        else:  # e.g. 0 for unlabelled faces (all-zero target maps) in distillation
+            weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+            nme = tf.where(weight > 0, nme, 0.0)
+        self.total.assign_add(tf.reduce_sum(nme * weight))
+        self.count.assign_add(tf.reduce_sum(weight))
 
     def result(self):
         return self.total / keras.ops.maximum(self.count, 1.0)
