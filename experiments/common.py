@@ -13,7 +13,8 @@ if given, is its images root). The spec decides K, the flip permutation and
 the NME normaliser. ``--index_base`` defaults to what the folder says (a
 ``mobilefan_dataset.json`` marker or its README: ``shared/data/300w`` is
 0-based), else the dataset's convention (published 300W ``.pts`` are 1-based).
-`SPEC` (``common.SPEC``) is the `LandmarkSpec` the flags name.
+``common.SPEC`` is that layout as a model config stores it (``"300w"``, or a
+custom spec's dict); `dataset_spec` returns the `LandmarkSpec`.
 
 Distribution (``--strategy``):
   * ``default``: one device.
@@ -105,9 +106,12 @@ def dataset_spec():
 
 
 def __getattr__(name):
-    # common.SPEC: the layout named by the parsed flags (a constant before --dataset existed).
+    # common.SPEC: the layout the parsed flags name, as a model config stores it (a built-in
+    # name such as "300w", a custom spec's dict): build_model, build_dataset, evaluate_model take it.
     if name == "SPEC":
-        return dataset_spec()
+        from mobilefan_tf.specs import spec_config
+
+        return spec_config(dataset_spec())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -101,7 +101,7 @@ def main(argv):
             ground_truth=[s.landmarks for s in samples],
         )
         print(f"{name}: NME {100 * res['nme']:.2f}%  FR {100 * res['failure_rate']:.2f}%  AUC {res['auc']:.4f}")
-    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"{common.SPEC.name} {FLAGS.split}")
+    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"{common.dataset_spec().name} {FLAGS.split}")
     with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
         json.dump({"split": FLAGS.split, "summary": summary, "models": results}, f, indent=1)
     print(f"wrote {FLAGS.workdir}/results.json, ced.png and overlay_*.png")

@@ -82,7 +82,7 @@ def main(argv):
     from mobilefan_tf.predictor import load_landmark_model
     from mobilefan_tf.training import TrainConfig
 
-    spec = common.SPEC
+    spec = common.dataset_spec()
     model = load_student()
     rebuilt = qat.rebuild_tf_keras(model)
     diff = qat.check_parity(model, rebuilt)
