@@ -18,6 +18,12 @@ its ``.json``), ``qat.weights.h5`` (the fine-tuned tf_keras QAT model) and
 ``results.json``: NME / FR / AUC per model, file sizes, the parity
 difference, and the NME of each facial part (``groups``) per model, which
 shows where int8 loses the most.
+
+``--cluster N`` runs weight clustering instead (item 5 of issue 13): every
+conv / deconv kernel is fine-tuned to N shared values (tfmot
+``cluster_weights``), stripped, copied back into the Keras 3 model and
+exported with post-training int8 as ``cluster_int8.tflite``; ``gzip_bytes``
+shows the size a compressed download would have.
 """
 
 import json
@@ -35,6 +41,9 @@ flags.DEFINE_float("learning_rate", 1e-4, "Constant learning rate of the QAT fin
 flags.DEFINE_bool("augment", True, "Augment the fine-tuning faces.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling and augmentation.")
 flags.DEFINE_integer("calibration_faces", 64, "Training faces that calibrate post-training int8.")
+flags.DEFINE_integer("cluster", None, "Weight clustering instead of QAT: every conv kernel shares this many values "
+                     "(tfmot cluster_weights), fine-tuned, stripped, copied back to Keras 3 and exported as "
+                     "post-training int8 (cluster_int8.tflite); sizes also reported gzip-compressed.")
 FLAGS = flags.FLAGS
 
 
@@ -57,6 +66,14 @@ def load_student():
         return keras.saving.load_model(path, compile=False)
     except (ValueError, OSError) as err:
         raise app.UsageError(f"{path}: cannot load ({str(err).strip().splitlines()[0]})") from None
+
+
+def gzip_size(path: str) -> int:
+    """Bytes of the file gzip-compressed (what clustering shrinks: repeated kernel values)."""
+    import gzip
+
+    with open(path, "rb") as f:
+        return len(gzip.compress(f.read(), compresslevel=9))
 
 
 def part_errors(result: dict, samples, spec) -> dict[str, float]:
@@ -87,7 +104,7 @@ def main(argv):
     rebuilt = qat.rebuild_tf_keras(model)
     diff = qat.check_parity(model, rebuilt)
     print(f"tf_keras rebuild: max |heatmap difference| {diff:.3g} (limit 1e-5)")
-    quantized = qat.quantize(rebuilt)
+    quantized = qat.cluster(rebuilt, FLAGS.cluster) if FLAGS.cluster else qat.quantize(rebuilt)
 
     train, val = common.train_val_samples()
     size = int(model.input_size)
@@ -103,32 +120,44 @@ def main(argv):
     os.makedirs(FLAGS.workdir, exist_ok=True)
     quantized.save_weights(os.path.join(FLAGS.workdir, "qat.weights.h5"))
 
-    qat_path = qat.export_qat_tflite(quantized, os.path.join(FLAGS.workdir, "qat_int8.tflite"), model_metadata(model))
-    calib = np.stack([crop_face(_sample_image(s), landmarks=s.landmarks, output_size=size)[0]
-                      for s in train[: FLAGS.calibration_faces]]).astype(np.float32)
-    ptq_path = export_tflite(model, os.path.join(FLAGS.workdir, "ptq_int8.tflite"), quantize="int8",
-                             representative_images=calib)
     results = {"parity_max_abs_diff": diff, "epochs": epochs, "learning_rate": FLAGS.learning_rate,
-               "val_faces": len(val), "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-               "models": {}}
-    for name, runner, path in (("float", model, None), ("ptq_int8", load_landmark_model(ptq_path), ptq_path),
-                               ("qat_int8", load_landmark_model(qat_path), qat_path)):
+               "cluster": FLAGS.cluster, "val_faces": len(val),
+               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}, "models": {}}
+
+    def score(label, runner, path=None):
         res = evaluate_model(runner, val, spec=spec, return_landmarks=True)
         row = {k: res[k] for k in ("nme", "failure_rate", "auc", "num_images", "norm")}
-        row["groups"] = part_errors(res, val, spec)
-        row["size_bytes"] = os.path.getsize(path) if path else None
-        results["models"][name] = row
-        print(f"{name:>9}: NME {100 * row['nme']:.3f}%  FR {100 * row['failure_rate']:.2f}%  AUC {row['auc']:.4f}"
-              + (f"  {row['size_bytes'] / 1e6:.2f} MB" if path else ""))
+        row.update(groups=part_errors(res, val, spec), size_bytes=None, gzip_bytes=None)
+        if path:
+            row.update(size_bytes=os.path.getsize(path), gzip_bytes=gzip_size(path))
+        results["models"][label] = row
+        print(f"{label:>12}: NME {100 * row['nme']:.3f}%  FR {100 * row['failure_rate']:.2f}%  AUC {row['auc']:.4f}"
+              + (f"  {row['size_bytes'] / 1e6:.2f} MB ({row['gzip_bytes'] / 1e6:.2f} MB gzip)" if path else ""))
+
+    calib = np.stack([crop_face(_sample_image(s), landmarks=s.landmarks, output_size=size)[0]
+                      for s in train[: FLAGS.calibration_faces]]).astype(np.float32)
+    score("float", model)
+    ptq_path = export_tflite(model, os.path.join(FLAGS.workdir, "ptq_int8.tflite"), quantize="int8",
+                             representative_images=calib)
+    score("ptq_int8", load_landmark_model(ptq_path), ptq_path)
+    if FLAGS.cluster:  # the clustered weights back in the Keras 3 model, then the same int8 export
+        qat.copy_back(qat.strip_clustering(quantized), model)
+        name = "cluster_int8"
+        path = export_tflite(model, os.path.join(FLAGS.workdir, f"{name}.tflite"), quantize="int8",
+                             representative_images=calib)
+    else:
+        name = "qat_int8"
+        path = qat.export_qat_tflite(quantized, os.path.join(FLAGS.workdir, f"{name}.tflite"), model_metadata(model))
+    score(name, load_landmark_model(path), path)
     base = results["models"]["float"]["groups"]
-    for name in ("ptq_int8", "qat_int8"):
-        loss = {g: results["models"][name]["groups"][g] - base[g] for g in base}
+    for label in ("ptq_int8", name):
+        loss = {g: results["models"][label]["groups"][g] - base[g] for g in base}
         worst = max(loss, key=loss.get)
-        results["models"][name]["worst_group"] = worst
-        print(f"{name}: loses most on {worst} (+{100 * loss[worst]:.3f} NME points over float)")
+        results["models"][label]["worst_group"] = worst
+        print(f"{label}: loses most on {worst} (+{100 * loss[worst]:.3f} NME points over float)")
     with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(f"wrote {FLAGS.workdir}/results.json, qat_int8.tflite, ptq_int8.tflite")
+    print(f"wrote {FLAGS.workdir}/results.json, {name}.tflite, ptq_int8.tflite")
 
 
 if __name__ == "__main__":
