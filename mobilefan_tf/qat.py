@@ -168,9 +168,10 @@ def export_qat_tflite(qat_model, path: str, metadata: dict, method: str = "dark"
 def cluster(rebuilt, clusters: int = 16):
     """Weight clustering (tfmot): every conv / deconv kernel shares `clusters` values.
 
-    Only Conv2D, DepthwiseConv2D and Conv2DTranspose layers are clustered
-    (BatchNorm and the head's bias stay as they are); fine-tune the result,
-    then `strip_clustering` and `copy_back` into the Keras 3 model.
+    Only Conv2D and Conv2DTranspose kernels are clustered (tfmot 0.8.1
+    leaves DepthwiseConv2D kernels as they are, and BatchNorm and biases stay
+    too); fine-tune the result, then `strip_clustering` and `copy_back` into
+    the Keras 3 model.
     """
     tf_keras, tfmot = import_qat()
     ck = tfmot.clustering.keras
