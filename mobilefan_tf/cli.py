@@ -323,7 +323,7 @@ def _calibration_images(folder: str | None, size: int, num: int = 64) -> np.ndar
     from mobilefan_tf.data import crop_face, read_300w
     from mobilefan_tf.predictor import read_image
 
-    samples = read_300w(folder)[:num]
+    samples = read_300w(folder, num_points=None)[:num]  # any layout: only the face boxes matter
     return np.stack(
         [crop_face(read_image(s.image_path), landmarks=s.landmarks, output_size=size)[0] for s in samples]
     ).astype(np.float32)

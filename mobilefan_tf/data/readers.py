@@ -179,7 +179,7 @@ def folder_index_base(root: str | os.PathLike, default: int = 1, levels: int = 3
 
 
 def read_300w(
-    root: str | os.PathLike, index_base: int | None = None, skip_bad: bool = False, num_points: int = 68
+    root: str | os.PathLike, index_base: int | None = None, skip_bad: bool = False, num_points: int | None = 68
 ) -> SampleList:
     """Finds every ``NAME.jpg|png`` + ``NAME.pts`` pair below `root`.
 
@@ -189,7 +189,7 @@ def read_300w(
             shifted; None (default): from the folder's marker or README (see
             `folder_index_base`; ``shared/data/300w`` says 0-based), else 1.
         skip_bad: Drop bad samples (listed in ``.skipped``) instead of raising.
-        num_points: Expected K (a custom layout's point count).
+        num_points: Expected K (a custom layout's point count); None accepts any.
 
     Returns:
         `SampleList` of `FaceSample`s sorted by name; name is the path
