@@ -1,4 +1,11 @@
-"""Installs mobilefan_tf (library), distillation and experiments, and the `mobilefan` CLI."""
+"""Installs mobilefan_tf (library, with distillation/ as mobilefan_tf.distillation) and the `mobilefan` CLI.
+
+Only the project's namespace goes into site-packages: the repository's
+distillation/ folder is installed as the subpackage ``mobilefan_tf.distillation``
+(it imports its own modules relatively, so both names work), and the absl
+scripts in experiments/ are not installed; they run from a checkout
+(``python -m experiments.train_student``).
+"""
 
 from setuptools import find_packages, setup
 
@@ -7,7 +14,8 @@ setup(
     version="0.1.0",
     description="MobileFAN facial landmark detection in Keras 3 / TensorFlow: train, distil, export.",
     python_requires=">=3.10",
-    packages=find_packages(include=["mobilefan_tf", "mobilefan_tf.*", "distillation", "distillation.*", "experiments"]),
+    packages=find_packages(include=["mobilefan_tf", "mobilefan_tf.*"]) + ["mobilefan_tf.distillation"],
+    package_dir={"mobilefan_tf.distillation": "distillation"},
     package_data={"mobilefan_tf": ["assets/*", "assets/**/*"]},
     include_package_data=True,
     install_requires=[

@@ -20,7 +20,7 @@ import json
 import os
 import platform
 
-from mobilefan_tf.profile import VARIANTS, format_table, run_benchmark
+from mobilefan_tf.latency import VARIANTS, format_table, run_benchmark
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ It is imported on first use, so ``distillation.losses`` also loads on a
 machine with JAX and no TensorFlow (see ``experiments/jax_train.py``).
 """
 
-from distillation.losses import (
+from .losses import (
     cosine_similarity_matrix,
     feature_aligned_loss,
     feature_similarity_loss,
@@ -22,7 +22,7 @@ __all__ = [
 
 def __getattr__(name):
     if name in _LAZY:
-        from distillation import distiller
+        from . import distiller
 
         return getattr(distiller, name)
-    raise AttributeError(f"module 'distillation' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,9 +29,10 @@ import os
 import keras
 from keras import ops
 
-from distillation.losses import distillation_terms, make_adaptor
 from mobilefan_tf.metrics import NormalizedMeanError
 from mobilefan_tf.models import FEATURE_NAMES
+
+from .losses import distillation_terms, make_adaptor
 
 TERM_NAMES = ("heatmap_loss", "fa_loss", "fs_loss", "kd_loss")
 

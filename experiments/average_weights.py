@@ -19,9 +19,9 @@ import re
 
 from absl import app, flags
 
-from experiments import common
+from experiments import script_setup
 
-common.define_flags("average_weights", preset="mobilefan")
+script_setup.define_flags("average_weights", preset="mobilefan")
 flags.DEFINE_integer("first_epoch", 1, "First epoch (1-based, as in the file names) of the average.")
 flags.DEFINE_integer("last_epoch", None, "Last epoch of the average (default: the last one kept).")
 flags.DEFINE_integer("bn_batches", 100, "Training batches for the BatchNorm re-estimate.")
@@ -56,7 +56,7 @@ def main(argv):
     import mobilefan_tf.models  # noqa: F401 - registers the model classes
     from mobilefan_tf.averaging import average_weight_files, recalibrate_batchnorm
     from mobilefan_tf.evaluation import evaluate_model
-    from mobilefan_tf.flip_test import FlipTestModel
+    from mobilefan_tf.flip_averaging import FlipTestModel
     from mobilefan_tf.training import TrainConfig
 
     workdir = FLAGS.workdir
@@ -77,14 +77,14 @@ def main(argv):
         raise app.UsageError(str(err)) from None
 
     config = TrainConfig(batch_size=FLAGS.batch_size or 16, seed=FLAGS.seed)
-    train_ds, _, _ = common.training_data(model.input_size, config, os.path.join(workdir, "averaged_data"))
+    train_ds, _, _ = script_setup.training_data(model.input_size, config, os.path.join(workdir, "averaged_data"))
     used = recalibrate_batchnorm(model, train_ds, max_batches=FLAGS.bn_batches)
     out = os.path.join(workdir, "averaged.keras")
     model.save(out)
 
-    val = common.train_val_samples()[1]
-    once = evaluate_model(model, val, spec=common.SPEC)
-    flip = evaluate_model(FlipTestModel(model), val, spec=common.SPEC)
+    val = script_setup.train_val_samples()[1]
+    once = evaluate_model(model, val, spec=script_setup.SPEC)
+    flip = evaluate_model(FlipTestModel(model), val, spec=script_setup.SPEC)
     logged = logged_val_nme(workdir)
     summary = {
         "epochs": list(files),

@@ -14,7 +14,7 @@ Uses `keras.Model.fit` with `training.make_callbacks`: Keras progress bar,
 log.csv (loss, heatmap_loss, fa_loss, fs_loss, kd_loss, nme and their val_
 twins), TensorBoard, best.keras (best val NME) and last.keras, which hold the
 *student alone* (see `Distiller.save`), and backup/ for resuming a killed
-run. See `experiments.common` for the shared flags.
+run. See `experiments.script_setup` for the shared flags.
 
 Default weights (measured, see MODEL_CARD.md "Gradient balance"): output KD 1
 (the soft targets are heatmaps like the ground truth's, so equal weight is
@@ -27,10 +27,10 @@ import os
 from absl import app, flags
 
 from distillation import Distiller, load_teacher
-from experiments import common
+from experiments import script_setup
 
-common.define_flags("distill", preset="mobilefan")
-common.define_training_flags(epoch_weights=False)
+script_setup.define_flags("distill", preset="mobilefan")
+script_setup.define_training_flags(epoch_weights=False)
 flags.DEFINE_string("teacher", None, "Teacher: any landmark model .keras (e.g. the shipped default). "
                     "Required unless --smoke.")
 flags.DEFINE_float("kd_weight", 1.0, "Weight of output-level KD (teacher heatmaps as soft targets).")
@@ -56,7 +56,7 @@ def smoke_teacher(student_size: int):
     """A tiny untrained MobileFAN at twice the student's input size (--smoke without --teacher)."""
     from mobilefan_tf.models import build_model
 
-    return build_model("mobilefan", num_keypoints=68, spec=common.SPEC, input_size=2 * student_size,
+    return build_model("mobilefan", num_keypoints=68, spec=script_setup.SPEC, input_size=2 * student_size,
                        width=0.35, deconv_filters=16, name="smoke_teacher")
 
 
@@ -81,22 +81,22 @@ def main(argv):
 
     if not FLAGS.teacher and not FLAGS.smoke:
         raise app.UsageError("--teacher PATH.keras is required (or --smoke)")
-    config = common.train_config()
-    strategy = common.get_strategy(FLAGS.strategy)
+    config = script_setup.train_config()
+    strategy = script_setup.get_strategy(FLAGS.strategy)
     with strategy.scope():
-        student = common.build(FLAGS.preset, FLAGS.smoke)
+        student = script_setup.build(FLAGS.preset, FLAGS.smoke)
         try:
             teacher = load_teacher(FLAGS.teacher) if FLAGS.teacher else smoke_teacher(student.input_size)
         except (OSError, ValueError) as err:
             raise app.UsageError(f"--teacher: {err}") from None
         if FLAGS.init_weights:
-            common.load_init_weights(student, FLAGS.init_weights)
+            script_setup.load_init_weights(student, FLAGS.init_weights)
         try:
             distiller = Distiller(student, teacher)  # checks K and the resolution ratio
         except ValueError as err:
             raise app.UsageError(str(err)) from None
     unlabeled = load_unlabeled(teacher)
-    train_ds, val_ds, steps = common.training_data(
+    train_ds, val_ds, steps = script_setup.training_data(
         student.input_size, config, FLAGS.workdir, teacher_input_size=teacher.input_size, unlabeled=unlabeled
     )
     with strategy.scope():
@@ -120,7 +120,7 @@ def main(argv):
         steps_per_epoch=steps,
         callbacks=make_callbacks(FLAGS.workdir, monitor="val_nme"),
     )
-    common.print_history(history)
+    script_setup.print_history(history)
     print(f"best student: {os.path.join(FLAGS.workdir, 'best.keras')}")
 
 

@@ -20,9 +20,9 @@ import re
 
 from absl import app, flags
 
-from experiments import common
+from experiments import script_setup
 
-common.define_flags("evaluate", preset="mobilefan")
+script_setup.define_flags("evaluate", preset="mobilefan")
 flags.DEFINE_multi_string("model", [], "Model to evaluate (repeat the flag for several).")
 flags.DEFINE_enum("split", "full", ["common", "challenging", "full", "all", "test", "val"],
                   "300W split; WFLW / COFW read their test file for any but val (val: the training hold-out; "
@@ -59,14 +59,14 @@ def model_name(path: str) -> str:
 
 def eval_samples() -> list:
     if FLAGS.split == "val":
-        return common.train_val_samples()[1]
-    return common.load_samples(FLAGS.split)
+        return script_setup.train_val_samples()[1]
+    return script_setup.load_samples(FLAGS.split)
 
 
 def main(argv):
     del argv
     from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced
-    from mobilefan_tf.flip_test import FlipTestModel
+    from mobilefan_tf.flip_averaging import FlipTestModel
     from mobilefan_tf.predictor import load_landmark_model
 
     if not FLAGS.model and not FLAGS.smoke:
@@ -79,7 +79,7 @@ def main(argv):
         except (OSError, ValueError) as err:
             raise app.UsageError(str(err)) from None
     if not loaded:
-        loaded["untrained_smoke"] = common.build(FLAGS.preset, smoke=True)
+        loaded["untrained_smoke"] = script_setup.build(FLAGS.preset, smoke=True)
     models = {}
     for name, model in loaded.items():
         if FLAGS.flip_test in ("off", "both"):
@@ -90,7 +90,7 @@ def main(argv):
     results, summary = {}, {}
     for name, model in models.items():
         res = evaluate_model(
-            model, samples, spec=common.SPEC, threshold=FLAGS.threshold, norm=FLAGS.norm, return_landmarks=True
+            model, samples, spec=script_setup.SPEC, threshold=FLAGS.threshold, norm=FLAGS.norm, return_landmarks=True
         )
         predictions = res.pop("landmarks")
         results[name] = res
@@ -101,7 +101,7 @@ def main(argv):
             ground_truth=[s.landmarks for s in samples],
         )
         print(f"{name}: NME {100 * res['nme']:.2f}%  FR {100 * res['failure_rate']:.2f}%  AUC {res['auc']:.4f}")
-    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"{common.dataset_spec().name} {FLAGS.split}")
+    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"{script_setup.dataset_spec().name} {FLAGS.split}")
     with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
         json.dump({"split": FLAGS.split, "summary": summary, "models": results}, f, indent=1)
     print(f"wrote {FLAGS.workdir}/results.json, ced.png and overlay_*.png")

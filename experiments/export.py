@@ -15,9 +15,9 @@ import os
 import numpy as np
 from absl import app, flags
 
-from experiments import common
+from experiments import script_setup
 
-common.define_flags("export", preset="mobilefan")
+script_setup.define_flags("export", preset="mobilefan")
 flags.DEFINE_string("model", None, "Model to export (.keras). Required unless --smoke.")
 flags.DEFINE_list("format", ["saved_model", "tflite"], "What to write: saved_model and/or tflite.")
 flags.DEFINE_list("quantize", ["none"], "TFLite variants: none, fp16, int8.")
@@ -31,7 +31,7 @@ def calibration_images(size: int) -> np.ndarray | None:
 
     if not FLAGS.smoke and not os.path.isdir(FLAGS.data_dir):
         return None
-    samples = common.load_samples("train")[: FLAGS.calibration_faces]
+    samples = script_setup.load_samples("train")[: FLAGS.calibration_faces]
     photos = _photos(samples)
     return np.stack(
         [crop_face(p, landmarks=s.landmarks, output_size=size)[0] for p, s in zip(photos, samples, strict=True)]
@@ -62,7 +62,7 @@ def main(argv):
 
         model = keras.saving.load_model(FLAGS.model, compile=False)
     else:
-        model = common.build(FLAGS.preset, smoke=True)
+        model = script_setup.build(FLAGS.preset, smoke=True)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     if "saved_model" in FLAGS.format:
         print("wrote", export_saved_model(model, os.path.join(FLAGS.workdir, "saved_model")))

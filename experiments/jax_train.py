@@ -20,7 +20,7 @@ Two steps:
   python -m experiments.jax_train --data .devdata/300w.npz --preset mobilefan \
       --epochs 300 --time_budget 480 --workdir /tmp/runs/student
 
-The validation faces are the same as `experiments.common.training_data`'s
+The validation faces are the same as `experiments.script_setup.training_data`'s
 (every 10th by sorted name); they are never trained on. Long runs here are
 bounded by ``--time_budget``: when the measured epoch time says the planned
 epochs will not fit, the plan (and the cosine schedule's end) is moved

@@ -33,7 +33,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from experiments import common
+from experiments import script_setup as common
 
 common.define_flags("qat", preset="mobilefan_lite")
 flags.DEFINE_string("model", None, "Trained Keras 3 student (.keras); default: the shipped lite 300W model.")

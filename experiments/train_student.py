@@ -6,20 +6,20 @@
 Writes ``--workdir`` (default runs/train_student): log.csv, tb/, best.keras
 (best validation NME), last.keras, backup/ (a killed run resumes when started
 again with the same flags), train_list.txt and val_list.txt. See
-`experiments.common` for the shared flags and ``--strategy``.
+`experiments.script_setup` for the shared flags and ``--strategy``.
 """
 
 from absl import app
 
-from experiments import common
+from experiments import script_setup
 
-common.define_flags("train_student", preset="mobilefan")
-common.define_training_flags()
+script_setup.define_flags("train_student", preset="mobilefan")
+script_setup.define_training_flags()
 
 
 def main(argv):
     del argv
-    common.run_supervised()
+    script_setup.run_supervised()
 
 
 if __name__ == "__main__":

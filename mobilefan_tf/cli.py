@@ -284,7 +284,7 @@ def cmd_evaluate(args) -> int:
         plot_ced,
         subset_results,
     )
-    from mobilefan_tf.flip_test import with_flip_test
+    from mobilefan_tf.flip_averaging import with_flip_test
 
     model = with_flip_test(_load(_model_path(args), args.threads), not args.no_flip)
     spec, samples = _evaluation_data(args, model)
@@ -348,7 +348,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from mobilefan_tf.profile import format_table, run_benchmark
+    from mobilefan_tf.latency import format_table, run_benchmark
 
     rows = run_benchmark(
         presets=args.presets,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mobilefan_tf.export import DEFAULT_CROP_SCALE
-from mobilefan_tf.flip_test import FlipTestModel
+from mobilefan_tf.flip_averaging import FlipTestModel
 from mobilefan_tf.metrics import nme_per_image, summarize
 
 

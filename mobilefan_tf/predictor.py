@@ -20,7 +20,7 @@ import numpy as np
 
 from mobilefan_tf.detector import FaceDetector, default_detector
 from mobilefan_tf.export import DEFAULT_CROP_SCALE, METADATA_FILE
-from mobilefan_tf.flip_test import with_flip_test
+from mobilefan_tf.flip_averaging import with_flip_test
 
 MAX_SIDE = 4096  # photos with a longer side are downscaled before detection
 MAX_PIXELS = 100_000_000  # larger photos are refused
@@ -53,7 +53,7 @@ class _RunnerBase:
 
     def check_images(self, images) -> np.ndarray:
         """Validates a batch [B, S, S, 3] (or one [S, S, 3]) RGB 0..255 -> float32."""
-        from mobilefan_tf.models.common import check_image_batch
+        from mobilefan_tf.models.base import check_image_batch
 
         return check_image_batch(images, self.input_size, self.name)
 

@@ -5,6 +5,7 @@ Every run lives in one work directory:
     workdir/log.csv      per-epoch losses and metrics (appended on resume)
     workdir/tb/          TensorBoard logs
     workdir/best.keras   model with the best validation NME so far
+    workdir/best.json    that NME and its epoch (a resumed run keeps the best)
     workdir/last.keras   model after the latest epoch
     workdir/backup/      BackupAndRestore state: a killed run resumes here
     workdir/epochs/      epoch_NNN.weights.h5 after every epoch (only with
@@ -15,6 +16,7 @@ Every run lives in one work directory:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 
@@ -144,6 +146,52 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def resumed_epoch(workdir: str) -> int:
+    """Epochs a killed run in `workdir` completed: where `BackupAndRestore` resumes it (0: a fresh run).
+
+    Read from ``workdir/backup/training_metadata.json`` (Keras writes it after
+    every epoch and deletes it when the run finishes), so the input stream can
+    be skipped to the resumed epoch before `model.fit` starts.
+    """
+    path = os.path.join(workdir, "backup", "training_metadata.json")
+    if not os.path.isfile(path):
+        return 0
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable resume state ({err}); delete {os.path.dirname(path)} to restart") from None
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Saves the model whenever `monitor` improves (lower is better); the best survives a restart.
+
+    Plain `ModelCheckpoint` starts every `fit` from best = inf, so a resumed run
+    overwrote best.keras with its first, possibly worse, epoch. Here each
+    improvement is also recorded in a JSON file beside the model
+    (``{"monitor", "best", "epoch"}``, replaced atomically after the model is
+    written), and a resumed run (`resume` True) starts from that value.
+    """
+
+    def __init__(self, filepath: str, monitor: str = "val_nme", resume: bool = False):
+        super().__init__(filepath, monitor=monitor, mode="min", save_best_only=True)
+        self.record = os.path.splitext(filepath)[0] + ".json"
+        if resume and os.path.isfile(self.record):
+            with open(self.record) as f:
+                saved = json.load(f)
+            if saved.get("monitor") == monitor:  # another metric's value would not compare
+                self.best = float(saved["best"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best != before:
+            tmp = self.record + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"monitor": self.monitor, "best": float(self.best), "epoch": epoch + 1}, f)
+            os.replace(tmp, self.record)  # a kill leaves the old record or the new one, never half
+
+
 def make_callbacks(
     workdir: str, monitor: str = "val_nme", tensorboard: bool = True, keep_epoch_weights: bool = False
 ) -> list[keras.callbacks.Callback]:
@@ -158,9 +206,7 @@ def make_callbacks(
         keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
         LearningRateLogger(),  # before CSVLogger, which writes the logs it is given
         keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(workdir, "best.keras"), monitor=monitor, mode="min", save_best_only=True
-        ),
+        BestCheckpoint(os.path.join(workdir, "best.keras"), monitor=monitor, resume=resumed_epoch(workdir) > 0),
         keras.callbacks.ModelCheckpoint(os.path.join(workdir, "last.keras")),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -171,6 +217,58 @@ def make_callbacks(
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tb"), update_freq="epoch"))
     return callbacks
+
+
+def _patch_multi_worker_mean() -> None:
+    """Makes Keras 3 (<= 3.15) average scalar step outputs across workers.
+
+    Its TensorFlow trainer reduces every per-step output (the loss and
+    metric values) with ``strategy.reduce("MEAN", v, axis=0)`` under
+    `MultiWorkerMirroredStrategy`, which fails for the scalars it gets
+    ("Invalid reduction dimension 0 for input with 0 dimensions"). Scalars
+    are averaged over replicas (axis=None) instead; everything else is
+    left to Keras. Idempotent.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_scalar_mean_fixed", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return original(values, strategy, reduction)
+
+        def mean(v):
+            local = strategy.experimental_local_results(v)[0] if tf_trainer._is_per_replica_instance(v) else v
+            return strategy.reduce("MEAN", v, axis=0 if local.shape.rank else None)
+
+        return keras.tree.map_structure(mean, values)
+
+    reduce_per_replica._scalar_mean_fixed = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
+    """Builds a model created under a `tf.distribute` strategy from one local batch of `dataset`.
+
+    Keras 3's `fit` builds such a model by taking the first *distributed*
+    batch and reducing it across replicas (only to learn shapes), which fails
+    under `MultiWorkerMirroredStrategy` ("Attempt to convert a value
+    (PerReplica ...)", keras-team/keras#20585). Building here from a local
+    batch instead (then turning Keras' step off for this model) gives every
+    strategy the same path, so a multi-worker run and a one-process mirrored
+    run see the same stream (tests/test_multi_worker.py). A no-op without a
+    strategy.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None:
+        return
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _patch_multi_worker_mean()
+    with strategy.scope():
+        model._symbolic_build(data_batch=next(iter(dataset.take(1))))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
 
 def fit(
@@ -224,6 +322,7 @@ def fit(
     monitor = nme_monitor_name(model) if val_ds is not None else "loss"
     callbacks = make_callbacks(workdir, monitor=monitor, keep_epoch_weights=keep_epoch_weights)
     callbacks += list(extra_callbacks or [])
+    build_for_strategy(model, train_ds)
     return model.fit(
         train_ds,
         validation_data=val_ds,

@@ -22,7 +22,7 @@ from mobilefan_tf.data.datasets import load_dataset
 from mobilefan_tf.data.readers import FaceSample, folder_index_base
 from mobilefan_tf.data.synthetic import derived_layout, synthetic_faces, synthetic_faces_layout
 from mobilefan_tf.evaluation import evaluation_subsets, subset_results
-from mobilefan_tf.flip_test import mirror_landmarks
+from mobilefan_tf.flip_averaging import mirror_landmarks
 from mobilefan_tf.specs import COFW, W300, WFLW, get_spec, load_spec_file, spec_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,9 +124,9 @@ def test_index_base_from_marker_readme_or_published_default(tmp_path):
 
 
 def test_shared_300w_is_read_0_based_by_the_training_scripts(w300_dir):
-    """experiments.common with default flags: the landmarks are the files' numbers, unshifted."""
+    """experiments.script_setup with default flags: the landmarks are the files' numbers, unshifted."""
     code = (
-        "import sys; from absl import flags; from experiments import common\n"
+        "import sys; from absl import flags; from experiments import script_setup as common\n"
         "common.define_flags('t', 'mobilefan'); flags.FLAGS(['t'])\n"
         "s = common.load_samples('train'); print(len(s), s[0].image_path); print(repr(s[0].landmarks[:3].tolist()))\n"
     )

@@ -8,7 +8,7 @@ import tensorflow as tf
 from distillation import Distiller, load_teacher
 from mobilefan_tf.heatmaps import encode_heatmaps
 from mobilefan_tf.models import build_model
-from mobilefan_tf.models.common import LandmarkModelMixin
+from mobilefan_tf.models.base import LandmarkModelMixin
 
 SIZE = 64
 

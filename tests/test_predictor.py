@@ -100,7 +100,7 @@ def test_predictor_maps_crops_back_to_photo(shape):
 
 
 def test_predictor_flip_test_averages_with_the_mirror_crop():
-    from mobilefan_tf.flip_test import mirror_landmarks
+    from mobilefan_tf.flip_averaging import mirror_landmarks
 
     runner = FixedRunner()
     photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)

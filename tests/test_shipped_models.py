@@ -50,7 +50,7 @@ def test_shipped_models_on_the_validation_faces(val_faces):
 def test_default_model_flip_test_on_the_validation_faces(val_faces):
     """`mobilefan evaluate`'s default (flip test) beats one pass: a wrong flip permutation would not."""
     from mobilefan_tf.evaluation import evaluate_model
-    from mobilefan_tf.flip_test import FlipTestModel
+    from mobilefan_tf.flip_averaging import FlipTestModel
     from mobilefan_tf.predictor import load_landmark_model
 
     model = load_landmark_model(default_model_path())

@@ -5,7 +5,10 @@ warp (pixels resampled once, landmarks moved by the same matrix, indices
 permuted on flips) -> occlusion, colour jitter, blur. Per batch: Gaussian
 heatmaps from `mobilefan_tf.heatmaps.encode_heatmaps`. Randomness is
 stateless, keyed on (seed stream, element index), so a seeded pipeline
-gives the same batches every time it is built.
+gives the same batches every time it is built. The seed stream is
+positional: element p of the (shuffled, repeated) stream gets the p-th key
+of every pass, so ``start=p`` continues an interrupted stream exactly (a
+resumed run does not replay the first epoch's shuffle and augmentation).
 
 For cross-resolution distillation (``teacher_input_size``), the one affine
 is also rendered at the teacher's size: the teacher sees the *same*
@@ -126,6 +129,7 @@ def build_dataset(
     teacher_input_size: int | None = None,
     with_label_weight: bool = False,
     allow_unlabeled: bool = False,
+    start: int = 0,
 ) -> tf.data.Dataset:
     """Builds the training/evaluation input pipeline.
 
@@ -149,6 +153,11 @@ def build_dataset(
         skip_bad: Drop bad samples (missing/truncated image, wrong K, NaN
             coords) instead of raising; they are listed in ``dataset.skipped``.
         drop_remainder: Drop the last partial batch.
+        start: Skip this many elements (faces, not batches) of the repeated
+            stream first: the same shuffle order and augmentation draws as an
+            uninterrupted stream from that point. To resume at epoch e of
+            `steps` batches each, pass ``e * steps * batch_size``
+            (`mobilefan_tf.training.resumed_epoch` reads e). Needs `repeat`.
         teacher_input_size: T = r * S (r a whole number): the image becomes
             a dict ``{"student": [B, S, S, 3], "teacher": [B, T, T, 3]}``, the
             same augmented face at both sizes (one affine; the photometric
@@ -174,6 +183,8 @@ def build_dataset(
         seed = int(np.random.SeedSequence().entropy % (2**31))
     perm = tf.constant(spec.flip_permutation, tf.int32)
 
+    if start < 0 or (start and not repeat):
+        raise ValueError(f"build_dataset: start={start} needs repeat=True and start >= 0")
     if teacher_input_size is not None and (teacher_input_size < input_size or teacher_input_size % input_size):
         raise ValueError(f"teacher_input_size {teacher_input_size} must be a whole multiple of input_size {input_size}")
     ratio = teacher_input_size // input_size if teacher_input_size else 1
@@ -181,21 +192,30 @@ def build_dataset(
     to_teacher = tf.constant([[ratio, 0.0, (ratio - 1) / 2], [0.0, ratio, (ratio - 1) / 2], [0.0, 0.0, 1.0]])
     ds, is_path, n, skipped = _source(images, landmarks, k, crop_scale, input_size, skip_bad, allow_unlabeled)
     ds = ds.enumerate()  # (index, (image/path, landmarks, matrix))
-    if shuffle and not cache:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if is_path:
-        ds = ds.map(lambda i, x: (i, _decode(*x)), num_parallel_calls=tf.data.AUTOTUNE)
-        if skip_bad:  # Files that pass the cheap checks but still fail to decode.
-            ds = ds.ignore_errors(log_warning=True)
+
+    def decode(item, key):
+        index, x = item
+        return (index, _decode(*x)), key
+
     if cache:
+        if is_path:
+            ds = ds.map(lambda i, x: decode((i, x), 0)[0], num_parallel_calls=tf.data.AUTOTUNE)
+            if skip_bad:  # Files that pass the cheap checks but still fail to decode.
+                ds = ds.ignore_errors(log_warning=True)
         ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True)
+    if shuffle:
+        ds = ds.shuffle(min(n, 4096) if cache else n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     # One random key per element and pass; with the index it seeds every op.
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip(ds, keys)
+    if start:  # before decoding, so skipped files are not read (the shuffle and keys replay cheaply)
+        ds = ds.skip(start)
+    if is_path and not cache:
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        if skip_bad:
+            ds = ds.ignore_errors(log_warning=True)
 
     def augment_one(item, key):
         index, (image, lm, crop) = item

@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from mobilefan_tf.models.common import FEATURE_NAMES, LandmarkModelMixin
+from mobilefan_tf.models.base import FEATURE_NAMES, LandmarkModelMixin
 from mobilefan_tf.models.mobilefan import MobileFAN
 from mobilefan_tf.models.teacher import HourglassTeacher, ResNetDeconvTeacher
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from mobilefan_tf.models.common import (
+from mobilefan_tf.models.base import (
     LandmarkModelMixin,
     check_weights_file,
     copy_weights_by_name,

@@ -67,7 +67,7 @@ class FlipTestModel:
             images: [B, S, S, 3] (or one [S, S, 3]) RGB 0..255 face crops.
             **kwargs: Passed on to the wrapped model's `predict_landmarks`.
         """
-        from mobilefan_tf.models.common import check_image_batch
+        from mobilefan_tf.models.base import check_image_batch
 
         arr = check_image_batch(images, self.model.input_size, getattr(self.model, "name", "model"))
         both = np.concatenate([arr, arr[:, :, ::-1]])  # one call: a Keras model runs them as one batch

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mobilefan_tf.flip_test import FlipTestModel, mirror_landmarks, with_flip_test
+from mobilefan_tf.flip_averaging import FlipTestModel, mirror_landmarks, with_flip_test
 from mobilefan_tf.specs import get_spec
 
 S = 256

@@ -13,22 +13,38 @@ if given, is its images root). The spec decides K, the flip permutation and
 the NME normaliser. ``--index_base`` defaults to what the folder says (a
 ``mobilefan_dataset.json`` marker or its README: ``shared/data/300w`` is
 0-based), else the dataset's convention (published 300W ``.pts`` are 1-based).
-``common.SPEC`` is that layout as a model config stores it (``"300w"``, or a
+``script_setup.SPEC`` is that layout as a model config stores it (``"300w"``, or a
 custom spec's dict); `dataset_spec` returns the `LandmarkSpec`.
 
 Distribution (``--strategy``):
   * ``default``: one device.
-  * ``mirrored``: `tf.distribute.MirroredStrategy` over all local GPUs (or
-    CPUs); the model is built and compiled inside ``strategy.scope()``;
+  * ``mirrored``: `tf.distribute.MirroredStrategy` over all local GPUs (or,
+    without GPUs, every logical CPU device: one unless the process split
+    it); the model is built and compiled inside ``strategy.scope()``;
     ``--batch_size`` is the global batch.
-  * ``multiworker``: `tf.distribute.MultiWorkerMirroredStrategy`. Start the
-    same command on every machine with ``TF_CONFIG`` set, e.g. on worker 0::
+  * ``multi_worker`` (old spelling ``multiworker`` still accepted):
+    `tf.distribute.MultiWorkerMirroredStrategy`, synchronous data-parallel
+    training over several processes / machines (all-reduce of the gradients
+    every step). Start the *same command* on every worker with ``TF_CONFIG``
+    naming all workers and this one's index, e.g. on two machines::
 
+        # on host0 (worker 0, the chief):
         TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
-                    "task": {"type": "worker", "index": 0}}'
+                    "task": {"type": "worker", "index": 0}}' \
+            python -m experiments.train_student --strategy multi_worker --workdir runs/mw0
+        # on host1: the same with "index": 1 and --workdir runs/mw1
 
-    (index 1 on the other machine). Give each worker its own ``--workdir``
-    or a shared file system; BackupAndRestore then resumes all workers.
+    The port must be open between the machines; the run starts once every
+    worker has joined. ``--batch_size`` is the global batch (each worker
+    trains on its share of every batch; the input pipeline is built on each
+    worker and sharded by tf.data). Give each worker its own ``--workdir``
+    (or use a shared file system with one directory per worker): every
+    worker keeps its own checkpoints and backup, and a killed run resumes
+    when all workers are started again. Use the chief's (worker 0's)
+    checkpoints: the trained weights are the same on every worker, but
+    BatchNorm running statistics are per replica, each worker's from its
+    own share of the batches. On one machine (a
+    test), list ``127.0.0.1:PORT`` twice with two ports.
 """
 
 from __future__ import annotations
@@ -39,8 +55,11 @@ import os
 
 from absl import app, flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA_DIR = os.path.join(REPO, "..", "shared", "data", "300w")
+# Relative to the working directory (the repository root, where the scripts run), not to this
+# file's location; $MOBILEFAN_300W_DIR (as in the tests) or --data_dir point elsewhere.
+DEFAULT_DATA_DIR = os.environ.get("MOBILEFAN_300W_DIR") or os.path.join("..", "shared", "data", "300w")
+# --strategy values -> the strategy they name (multiworker: the old spelling).
+STRATEGIES = {"default": "default", "mirrored": "mirrored", "multi_worker": "multi_worker", "multiworker": "multi_worker"}
 
 # --smoke: tiny versions of each architecture (64 px in, 16x16 heatmaps).
 SMOKE_OVERRIDES = {
@@ -66,7 +85,8 @@ def define_flags(script: str, preset: str) -> None:
                          "convention (published 300W: 1).", lower_bound=0, upper_bound=1)
     flags.DEFINE_integer("epochs", None, "Epochs (default: the TrainConfig default; 2 with --smoke).")
     flags.DEFINE_integer("batch_size", None, "Global batch size (default 16; 8 with --smoke).")
-    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
+    flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy (multiworker: old "
+                      "spelling of multi_worker).")
     flags.DEFINE_bool("smoke", False, "Synthetic faces and a tiny model: an end-to-end run in about a minute.")
 
 
@@ -85,12 +105,17 @@ def define_training_flags(epoch_weights: bool = True) -> None:
 
 
 def get_strategy(name: str):
-    """The `tf.distribute` strategy named by ``--strategy``."""
+    """The `tf.distribute` strategy named by ``--strategy`` (see the module docstring)."""
     import tensorflow as tf
 
+    name = STRATEGIES[name]
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise app.UsageError("--strategy multi_worker needs TF_CONFIG naming the workers and this one's index "
+                                 "(see experiments/script_setup.py)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -106,7 +131,7 @@ def dataset_spec():
 
 
 def __getattr__(name):
-    # common.SPEC: the layout the parsed flags name, as a model config stores it (a built-in
+    # script_setup.SPEC: the layout the parsed flags name, as a model config stores it (a built-in
     # name such as "300w", a custom spec's dict): build_model, build_dataset, evaluate_model take it.
     if name == "SPEC":
         from mobilefan_tf.specs import spec_config
@@ -219,6 +244,7 @@ def training_data(input_size: int, config, workdir: str, teacher_input_size: int
         the labelled and unlabelled training faces once.
     """
     from mobilefan_tf.data import AugmentConfig, build_dataset, write_split_list
+    from mobilefan_tf.training import resumed_epoch
 
     train, val = train_val_samples()
     if not train or not val:
@@ -234,10 +260,13 @@ def training_data(input_size: int, config, workdir: str, teacher_input_size: int
     if teacher_input_size is not None:
         common.update(teacher_input_size=teacher_input_size, with_label_weight=True)
     train = list(train) + list(unlabeled or [])
+    steps = math.ceil(len(train) / config.batch_size)
+    # A resumed run continues the shuffle / augmentation stream where the killed one stopped.
+    start = resumed_epoch(workdir) * steps * config.batch_size
     train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True,
-                             allow_unlabeled=bool(unlabeled), **common)
+                             allow_unlabeled=bool(unlabeled), start=start, **common)
     val_ds = build_dataset(val, shuffle=False, cache=True, **common)
-    return train_ds, val_ds, math.ceil(len(train) / config.batch_size)
+    return train_ds, val_ds, steps
 
 
 def print_history(history) -> None:
@@ -266,10 +295,13 @@ def load_init_weights(model, path: str) -> None:
 
 def run_supervised() -> None:
     """Trains ``--preset`` on heatmaps alone (no teacher): `training.fit` with its standard callbacks."""
+    import keras
+
     from mobilefan_tf.training import compile_heatmap_model, fit
 
     config = train_config()
     strategy = get_strategy(FLAGS.strategy)
+    keras.utils.set_random_seed(FLAGS.seed)  # the same initial weights on every worker / in every run
     with strategy.scope():
         model = build(FLAGS.preset, FLAGS.smoke)
         if FLAGS.init_weights:
