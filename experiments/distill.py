@@ -77,7 +77,7 @@ def load_unlabeled(teacher):
 
 def main(argv):
     del argv
-    from mobilefan_tf.training import make_callbacks, make_optimizer
+    from mobilefan_tf.training import build_for_strategy, make_callbacks, make_optimizer
 
     if not FLAGS.teacher and not FLAGS.smoke:
         raise app.UsageError("--teacher PATH.keras is required (or --smoke)")
@@ -113,6 +113,7 @@ def main(argv):
             sigma=config.sigma,
             jit_compile=False,
         )
+    build_for_strategy(distiller, train_ds)  # multi_worker: Keras cannot build from a distributed batch
     history = distiller.fit(
         train_ds,
         validation_data=val_ds,
