@@ -1,4 +1,4 @@
-"""Scores one or more models on a 300W test split: JSON metrics, CED plot, best/worst faces.
+"""Scores one or more models on a test split of ``--dataset``: JSON metrics, CED plot, best/worst faces.
 
     python -m experiments.evaluate --model runs/train_student/best.keras \\
         --model runs/distill/best.keras --split full
@@ -24,9 +24,12 @@ from experiments import script_setup
 
 script_setup.define_flags("evaluate", preset="mobilefan")
 flags.DEFINE_multi_string("model", [], "Model to evaluate (repeat the flag for several).")
-flags.DEFINE_enum("split", "full", ["common", "challenging", "full", "val"], "300W split (val: the training hold-out).")
+flags.DEFINE_enum("split", "full", ["common", "challenging", "full", "all", "test", "val"],
+                  "300W split; WFLW / COFW read their test file for any but val (val: the training hold-out; "
+                  "spec-file folders and COCO files: all their faces).")
 flags.DEFINE_float("threshold", 0.08, "NME threshold of the failure rate and AUC.")
-flags.DEFINE_string("norm", "inter_ocular", "NME normaliser: inter_ocular, inter_pupil or bbox_diagonal.")
+flags.DEFINE_string("norm", None, "NME normaliser: inter_ocular, inter_pupil or bbox_diagonal (default: the "
+                    "dataset's: COFW inter-pupil, the others inter-ocular).")
 flags.DEFINE_enum("flip_test", "on", ["on", "off", "both"], "Average each face with its mirror image (on, as "
                   "`mobilefan evaluate` does), run once (off), or score both ways (the flip rows get a _flip suffix).")
 FLAGS = flags.FLAGS
@@ -98,7 +101,7 @@ def main(argv):
             ground_truth=[s.landmarks for s in samples],
         )
         print(f"{name}: NME {100 * res['nme']:.2f}%  FR {100 * res['failure_rate']:.2f}%  AUC {res['auc']:.4f}")
-    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"300W {FLAGS.split}")
+    plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"{script_setup.dataset_spec().name} {FLAGS.split}")
     with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
         json.dump({"split": FLAGS.split, "summary": summary, "models": results}, f, indent=1)
     print(f"wrote {FLAGS.workdir}/results.json, ced.png and overlay_*.png")

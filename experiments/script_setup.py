@@ -1,9 +1,20 @@
 """Flags and helpers shared by the experiment scripts.
 
 Every script takes ``--preset``, ``--workdir`` (default ``runs/<script>``),
-``--data_dir`` (a 300W folder), ``--epochs``, ``--batch_size``,
-``--strategy`` and ``--smoke`` (synthetic faces and tiny models: the whole
-script runs in about a minute, for tests and a first try).
+``--dataset`` / ``--data_dir`` / ``--index_base`` (which faces, see below),
+``--epochs``, ``--batch_size``, ``--strategy`` and ``--smoke`` (tiny models
+and, for 300W, synthetic faces: the whole script runs in about a minute, for
+tests and a first try).
+
+Dataset (``--dataset``): ``300w`` (default), ``wflw``, ``cofw``, a custom
+spec file (JSON/TOML, `mobilefan_tf.specs.load_spec_file`; ``--data_dir`` is
+then a folder of images + ``.pts``) or a COCO keypoints JSON (``--data_dir``,
+if given, is its images root). The spec decides K, the flip permutation and
+the NME normaliser. ``--index_base`` defaults to what the folder says (a
+``mobilefan_dataset.json`` marker or its README: ``shared/data/300w`` is
+0-based), else the dataset's convention (published 300W ``.pts`` are 1-based).
+``script_setup.SPEC`` is that layout as a model config stores it (``"300w"``, or a
+custom spec's dict); `dataset_spec` returns the `LandmarkSpec`.
 
 Distribution (``--strategy``):
   * ``default``: one device.
@@ -47,7 +58,6 @@ from absl import app, flags
 # Relative to the working directory (the repository root, where the scripts run), not to this
 # file's location; $MOBILEFAN_300W_DIR (as in the tests) or --data_dir point elsewhere.
 DEFAULT_DATA_DIR = os.environ.get("MOBILEFAN_300W_DIR") or os.path.join("..", "shared", "data", "300w")
-SPEC = "300w"
 # --strategy values -> the strategy they name (multiworker: the old spelling).
 STRATEGIES = {"default": "default", "mirrored": "mirrored", "multi_worker": "multi_worker", "multiworker": "multi_worker"}
 
@@ -66,7 +76,13 @@ def define_flags(script: str, preset: str) -> None:
     """Defines the flags every script shares."""
     flags.DEFINE_string("preset", preset, "Model preset (see mobilefan_tf.models.PRESETS).")
     flags.DEFINE_string("workdir", os.path.join("runs", script), "Logs, checkpoints and outputs go here.")
-    flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "300W folder (images + 0-based .pts files).")
+    flags.DEFINE_string("dataset", "300w", "300w, wflw, cofw, a landmark spec file (.json/.toml) or a COCO "
+                        "keypoints JSON: decides reading, flip pairs, heatmap count and NME normaliser.")
+    flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "Dataset folder (300W / spec file: images + .pts; WFLW: "
+                        "annotations + WFLW_images; COFW: .mat files; COCO: images root, default beside the JSON).")
+    flags.DEFINE_integer("index_base", None, "Subtract this from .pts coordinates (0 or 1). Default: what the folder "
+                         "says (mobilefan_dataset.json or README; shared/data/300w is 0-based), else the dataset's "
+                         "convention (published 300W: 1).", lower_bound=0, upper_bound=1)
     flags.DEFINE_integer("epochs", None, "Epochs (default: the TrainConfig default; 2 with --smoke).")
     flags.DEFINE_integer("batch_size", None, "Global batch size (default 16; 8 with --smoke).")
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy (multiworker: old "
@@ -104,15 +120,37 @@ def get_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
+def dataset_spec():
+    """The `LandmarkSpec` of ``--dataset`` (a UsageError line when the spec file is bad)."""
+    from mobilefan_tf.data.datasets import dataset_spec as resolve
+
+    try:
+        return resolve(FLAGS.dataset)
+    except ValueError as err:
+        raise app.UsageError(f"--dataset {err}") from None
+
+
+def __getattr__(name):
+    # script_setup.SPEC: the layout the parsed flags name, as a model config stores it (a built-in
+    # name such as "300w", a custom spec's dict): build_model, build_dataset, evaluate_model take it.
+    if name == "SPEC":
+        from mobilefan_tf.specs import spec_config
+
+        return spec_config(dataset_spec())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build(preset: str, smoke: bool = False, **overrides):
-    """`build_model(preset)` with the 68-point 300W layout, tiny under --smoke."""
+    """`build_model(preset)` with the ``--dataset`` layout (K, spec), tiny under --smoke."""
     from mobilefan_tf.models import PRESETS, build_model
+    from mobilefan_tf.specs import spec_config
 
     if smoke:
         if preset not in PRESETS:
             raise ValueError(f"Unknown model preset {preset!r} (known: {sorted(PRESETS)})")
         overrides = {**SMOKE_OVERRIDES[PRESETS[preset].model_class], **overrides}
-    return build_model(preset, num_keypoints=68, spec=SPEC, **overrides)
+    spec = dataset_spec()
+    return build_model(preset, num_keypoints=spec.num_points, spec=spec_config(spec), **overrides)
 
 
 def train_config():
@@ -136,18 +174,45 @@ def smoke_samples(num: int = SMOKE_FACES, seed: int = 0) -> list:
     return [FaceSample(f"synthetic/{i:05d}", None, im, lm) for i, (im, lm) in enumerate(zip(images, landmarks, strict=True))]
 
 
-def load_samples(split: str = "train") -> list:
-    """Faces of a 300W split (``train``, ``common``, ``challenging``, ``full``), or synthetic ones under --smoke."""
-    from mobilefan_tf.data import read_300w, split_300w
+def index_base(data_dir: str) -> int | None:
+    """``--index_base``, else None (the folder decides), but 0 for the shared 300W folder in any case.
 
-    if FLAGS.smoke:
+    The shared folder's README says 0-based; should that README go missing,
+    the project's own data must still not shift by a pixel.
+    """
+    from mobilefan_tf.data.readers import folder_index_base
+
+    if FLAGS.index_base is not None:
+        return FLAGS.index_base
+    if os.path.realpath(data_dir) == os.path.realpath(DEFAULT_DATA_DIR):
+        base, _ = folder_index_base(data_dir, default=0)
+        return base
+    return None
+
+
+def load_samples(split: str = "train") -> list:
+    """Faces of a ``--dataset`` split, or synthetic 68-point ones under --smoke with 300W.
+
+    Splits: 300W ``train``, ``common``, ``challenging``, ``full``, ``all``;
+    WFLW / COFW ``train`` (``common``/``challenging``/``full`` read ``test``);
+    spec-file folders and COCO files have one split (all their faces).
+    """
+    from mobilefan_tf.data.datasets import is_coco_file, load_dataset
+
+    spec = dataset_spec()
+    if FLAGS.smoke and spec.name == "300w" and spec.is_builtin:
         return smoke_samples(seed=0 if split == "train" else 1)
-    data_dir = os.path.abspath(FLAGS.data_dir)
-    if not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"300W folder not found: {data_dir} (pass --data_dir, or --smoke)")
-    samples = split_300w(read_300w(data_dir, index_base=0), split)
-    if not samples:
-        raise ValueError(f"{data_dir}: no faces in the 300W {split!r} split")
+    data_dir = None if is_coco_file(FLAGS.dataset) and not FLAGS["data_dir"].present else FLAGS.data_dir
+    if data_dir is not None:
+        data_dir = os.path.abspath(data_dir)
+        if not os.path.exists(data_dir):
+            raise app.UsageError(f"{data_dir}: dataset folder not found (pass --data_dir, or --smoke)")
+    if spec.name in ("wflw", "cofw") and split != "train":
+        split = "test"
+    try:
+        _, samples = load_dataset(FLAGS.dataset, data_dir, split, index_base(data_dir) if data_dir else None)
+    except ValueError as err:  # one line naming the file; nothing is trained on half-read data
+        raise app.UsageError(" ".join(str(err).split())) from None
     return samples
 
 
@@ -191,7 +256,7 @@ def training_data(input_size: int, config, workdir: str, teacher_input_size: int
     write_split_list(os.path.join(workdir, "train_list.txt"), train)
     write_split_list(os.path.join(workdir, "val_list.txt"), val)
     augment = AugmentConfig() if FLAGS.augment else AugmentConfig.none()
-    common = {"spec": SPEC, "input_size": input_size, "sigma": config.sigma, "batch_size": config.batch_size}
+    common = {"spec": dataset_spec(), "input_size": input_size, "sigma": config.sigma, "batch_size": config.batch_size}
     if teacher_input_size is not None:
         common.update(teacher_input_size=teacher_input_size, with_label_weight=True)
     train = list(train) + list(unlabeled or [])
@@ -243,8 +308,8 @@ def run_supervised() -> None:
             load_init_weights(model, FLAGS.init_weights)
     train_ds, val_ds, steps = training_data(model.input_size, config, FLAGS.workdir)
     with strategy.scope():
-        compile_heatmap_model(model, config, SPEC, steps)
-    history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=SPEC, steps_per_epoch=steps,
+        compile_heatmap_model(model, config, dataset_spec(), steps)
+    history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=dataset_spec(), steps_per_epoch=steps,
                   keep_epoch_weights=FLAGS.keep_epoch_weights)
     print_history(history)
     print(f"best checkpoint: {os.path.join(FLAGS.workdir, 'best.keras')}")

@@ -266,33 +266,71 @@ def cmd_demo(args) -> int:
     return code
 
 
+def _evaluation_data(args, model):
+    """(spec, samples) of ``mobilefan evaluate``: ``--dataset``, else a COCO JSON as DIR, else the model's layout."""
+    from mobilefan_tf.data.datasets import is_coco_file, load_dataset
+    from mobilefan_tf.specs import model_spec
+
+    dataset, data_dir = args.dataset, args.dir
+    if dataset is None and is_coco_file(args.dir):
+        dataset, data_dir = args.dir, None
+    elif dataset is not None and is_coco_file(dataset) and os.path.samefile(dataset, args.dir):
+        data_dir = None
+    if dataset is None:
+        try:
+            dataset = model_spec(model)
+        except ValueError as err:
+            raise CliError("--dataset", f"the model's layout is unknown ({err}): pass --dataset SPEC_FILE") from None
+    try:
+        return load_dataset(dataset, data_dir, split=args.split, index_base=args.index_base)
+    except (OSError, ValueError) as err:
+        where, _, problem = " ".join(str(err).split()).partition(": ")
+        raise (CliError(where, problem) if problem else CliError(args.dir, where)) from None
+
+
+def _subset_plot_path(path: str, subset: str) -> str:
+    stem, ext = os.path.splitext(path)
+    return path if subset == "all" else f"{stem}_{subset}{ext or '.png'}"
+
+
 def cmd_evaluate(args) -> int:
-    from mobilefan_tf.data import read_300w
-    from mobilefan_tf.evaluation import evaluate_model, plot_ced
+    from mobilefan_tf.evaluation import (
+        evaluate_model,
+        evaluation_subsets,
+        format_subset_table,
+        plot_ced,
+        subset_results,
+    )
     from mobilefan_tf.flip_averaging import with_flip_test
 
     model = with_flip_test(_load(_model_path(args), args.threads), not args.no_flip)
+    spec, samples = _evaluation_data(args, model)
     try:
-        samples = read_300w(args.dir, index_base=args.index_base)
-    except (OSError, ValueError) as err:
-        message = str(err)
-        where, _, problem = message.partition(": ")
-        raise CliError(where, problem) if problem else CliError(args.dir, message) from None
-    try:
-        result = evaluate_model(model, samples, threshold=args.threshold, crop_scale=args.crop_scale)
+        result = evaluate_model(model, samples, spec=spec, threshold=args.threshold, crop_scale=args.crop_scale,
+                                norm=args.norm)
     except (OSError, ValueError) as err:
         where, _, problem = str(err).partition(": ")
-        raise CliError(where, problem or "evaluation failed") from None
+        raise (CliError(where, problem) if problem else CliError(args.model or "--model", where)) from None
+    subsets = evaluation_subsets(samples, spec)
+    result["subsets"] = subset_results(result, subsets)
+    norm = result["norm"].replace("_", "-")
     print(
-        f"{result['num_images']} images: NME {100 * result['nme']:.3f}% "
-        f"(inter-ocular{', flip test' if result['flip_test'] else ''}), "
+        f"{result['num_images']} images ({spec.name}): NME {100 * result['nme']:.3f}% "
+        f"({norm}{', flip test' if result['flip_test'] else ''}), "
         f"FR@{args.threshold:g} {100 * result['failure_rate']:.2f}%, AUC@{args.threshold:g} {result['auc']:.4f}"
     )
+    if len(subsets) > 1:
+        print(format_subset_table(result["subsets"]))
     if args.json:
         _write_json(args.json, result)
     if args.plot:
         name = os.path.basename(os.path.normpath(args.model or "default model"))
-        plot_ced({name: result}, args.plot, threshold=args.threshold)
+        nmes = [p["nme"] for p in result["per_image"]]
+        for subset, idx in subsets.items():
+            path = _subset_plot_path(args.plot, subset)
+            plot_ced({name: [nmes[i] for i in idx]}, path, threshold=args.threshold,
+                     title=f"{spec.name} {subset} ({len(idx)} faces, {norm} NME)")
+            print(f"CED plot ({subset}): {path}")
     return 0
 
 
@@ -302,7 +340,7 @@ def _calibration_images(folder: str | None, size: int, num: int = 64) -> np.ndar
     from mobilefan_tf.data import crop_face, read_300w
     from mobilefan_tf.predictor import read_image
 
-    samples = read_300w(folder)[:num]
+    samples = read_300w(folder, num_points=None)[:num]  # any layout: only the face boxes matter
     return np.stack(
         [crop_face(read_image(s.image_path), landmarks=s.landmarks, output_size=size)[0] for s in samples]
     ).astype(np.float32)
@@ -404,12 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
     p.set_defaults(func=cmd_demo)
 
-    p = add("evaluate", "Score a model on a folder of images with iBUG .pts files (68 points).")
-    p.add_argument("dir", metavar="DIR")
+    p = add("evaluate", "Score a model on annotated faces: a table per dataset subset and a CED plot per subset.")
+    p.add_argument("dir", metavar="DATA", help="folder of images + .pts, a WFLW / COFW folder, or a COCO keypoints JSON")
     p.add_argument("--model", help=model_help)
-    p.add_argument("--index_base", type=int, choices=(0, 1), default=0, help="1 for the published 1-based .pts")
-    p.add_argument("--json", metavar="OUT", help="write num_images, nme, failure_rate, auc, per_image")
-    p.add_argument("--plot", metavar="OUT.png", help="save the CED curve")
+    p.add_argument("--dataset", help="300w, wflw, cofw, a landmark spec file or a COCO keypoints JSON "
+                   "(default: the model's layout)")
+    p.add_argument("--split", default="all", help="WFLW / COFW: test or train; 300W: all (default), common, "
+                   "challenging, full")
+    p.add_argument("--index_base", type=int, choices=(0, 1), default=None,
+                   help="subtract this from .pts coordinates (default: the folder's mobilefan_dataset.json or README, "
+                   "else the dataset's convention: published 300W is 1-based)")
+    p.add_argument("--norm", choices=("inter_ocular", "inter_pupil", "bbox_diagonal"),
+                   help="NME normaliser (default: the dataset's: COFW inter-pupil, others inter-ocular)")
+    p.add_argument("--json", metavar="OUT", help="write num_images, nme, failure_rate, auc, subsets, per_image")
+    p.add_argument("--plot", metavar="OUT.png", help="save the CED curve (and OUT_<subset>.png per subset)")
     p.add_argument("--threshold", type=float, default=0.08, help="NME threshold of FR and AUC")
     p.add_argument("--crop_scale", type=float, help="crop side / landmark-box side (default: model's, else 1.25)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")

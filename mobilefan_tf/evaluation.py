@@ -44,10 +44,10 @@ def _sample_image(sample) -> np.ndarray:
 def evaluate_model(
     model_or_predictor,
     samples: Sequence,
-    spec="300w",
+    spec=None,
     threshold: float = 0.08,
     crop_scale: float | None = None,
-    norm: str = "inter_ocular",
+    norm: str | None = None,
     batch_size: int = 16,
     return_landmarks: bool = False,
 ) -> dict:
@@ -58,18 +58,20 @@ def evaluate_model(
             `SavedModelRunner`), a `Predictor` or a model path.
         samples: `FaceSample`s (image in memory or `image_path`), landmarks
             [K, 2] in image pixels.
-        spec: Landmark layout (gives the NME normaliser's points).
+        spec: Landmark layout (name, `LandmarkSpec`, spec file): gives the
+            NME normaliser's points; default: the model's own (`specs.model_spec`).
         threshold: NME threshold of the failure rate and the AUC.
         crop_scale: Crop side / landmark-box side; defaults to the model's
             metadata (`crop_scale`) or 1.25.
-        norm: NME normaliser (see `metrics.normalizer`).
+        norm: NME normaliser (see `metrics.normalizer`); default: the spec's
+            ``default_norm`` (COFW inter-pupil, the others inter-ocular).
         batch_size: Faces per model call.
         return_landmarks: Also return ``landmarks`` [N, K, 2] predictions
             in image pixels (a NumPy array, not JSON).
 
     Returns:
         JSON-ready dict: ``num_images``, ``nme`` (mean, fraction of the
-        normaliser), ``failure_rate``, ``auc``, ``threshold``, ``norm``,
+        normaliser), ``failure_rate``, ``auc``, ``threshold``, ``norm``, ``spec`` (its name),
         ``crop_scale``, ``flip_test`` (whether the model averages each face
         with its mirror image, `flip_test.FlipTestModel`) and ``per_image``:
         [{``file``, ``nme``}] in sample order.
@@ -78,7 +80,18 @@ def evaluate_model(
 
     if not len(samples):
         raise ValueError("no samples to evaluate")
+    from mobilefan_tf.specs import get_spec, model_spec
+
     model, scale = _as_model(model_or_predictor)
+    if spec is None:
+        try:
+            spec = model_spec(model)
+        except ValueError:  # a bare runner: the layout with the ground truth's point count
+            spec = len(samples[0].landmarks)
+    spec = get_spec(spec)
+    norm = norm or spec.default_norm
+    if getattr(model, "num_keypoints", None) is not None and int(model.num_keypoints) != spec.num_points:
+        raise ValueError(f"model predicts {model.num_keypoints} points but spec {spec.name!r} has {spec.num_points}")
     scale = float(crop_scale or scale)
     size = int(model.input_size)
     preds, gts = [], []
@@ -96,13 +109,58 @@ def evaluate_model(
     preds, gts = np.stack(preds), np.stack(gts)
     nmes = nme_per_image(preds, gts, spec, norm)
     result = summarize(nmes, threshold)
-    result.update(norm=norm, crop_scale=scale, flip_test=isinstance(model, FlipTestModel))
+    result.update(norm=norm, spec=spec.name, crop_scale=scale, flip_test=isinstance(model, FlipTestModel))
     result["per_image"] = [
         {"file": s.image_path or s.name, "nme": float(v)} for s, v in zip(samples, nmes, strict=True)
     ]
     if return_landmarks:
         result["landmarks"] = preds
     return result
+
+
+def evaluation_subsets(samples: Sequence, spec) -> dict[str, list[int]]:
+    """The dataset's standard subsets, as sample indices; ``all`` first.
+
+    * 300W: ``common``, ``challenging`` and ``full`` (= both) when the folder
+      layout names them (``attributes["subset"]``, see `data.subset_300w`).
+    * WFLW: each attribute subset (pose, expression, illumination, make_up,
+      occlusion, blur) with at least one face, when the attribute columns
+      are present.
+    * COFW and custom layouts: ``all`` only.
+    """
+    from mobilefan_tf.data.readers import WFLW_ATTRIBUTES
+    from mobilefan_tf.specs import get_spec
+
+    spec = get_spec(spec)
+    out = {"all": list(range(len(samples)))}
+    if spec.is_builtin and spec.name == "300w":
+        tags = [s.attributes.get("subset") for s in samples]
+        for name in ("common", "challenging"):
+            if name in tags:
+                out[name] = [i for i, t in enumerate(tags) if t == name]
+        if "common" in out or "challenging" in out:
+            out["full"] = [i for i, t in enumerate(tags) if t in ("common", "challenging")]
+    elif spec.is_builtin and spec.name == "wflw":
+        for attr in WFLW_ATTRIBUTES:
+            idx = [i for i, s in enumerate(samples) if s.attributes.get(attr)]
+            if idx:
+                out[attr] = idx
+    return out
+
+
+def subset_results(result: dict, subsets: dict[str, list[int]]) -> dict[str, dict]:
+    """Per-subset NME / FR / AUC / count from one `evaluate_model` result (no re-run)."""
+    nmes = np.array([p["nme"] for p in result["per_image"]])
+    return {name: {**summarize(nmes[idx], result["threshold"]), "norm": result["norm"]} for name, idx in subsets.items()}
+
+
+def format_subset_table(subsets: dict[str, dict]) -> str:
+    """A fixed-width table: subset, faces, NME %, FR %, AUC."""
+    threshold = next(iter(subsets.values()))["threshold"]
+    rows = [f"{'subset':<13}{'faces':>6}{'NME %':>9}{f'FR@{threshold:g} %':>11}{'AUC':>8}"]
+    for name, r in subsets.items():
+        rows.append(f"{name:<13}{r['num_images']:>6}{100 * r['nme']:>9.3f}{100 * r['failure_rate']:>11.2f}{r['auc']:>8.4f}")
+    return "\n".join(rows)
 
 
 def plot_ced(results: dict, path: str, threshold: float = 0.08, title: str = "Cumulative error distribution") -> str:

@@ -38,13 +38,24 @@ QUANTIZE_MODES = ("none", "fp16", "int8")
 
 
 def model_metadata(model: keras.Model) -> dict:
-    """What a loader needs besides the graph: sizes, K and the training crop scale."""
+    """What a loader needs besides the graph: sizes, K, the training crop scale and the layout.
+
+    ``spec`` is the built-in layout's name or a custom layout's full
+    `LandmarkSpec.to_dict` (so predict / flip test need no spec file).
+    """
+    from mobilefan_tf.specs import model_spec, spec_config
+
+    try:
+        spec = spec_config(model_spec(model))
+    except ValueError:  # a K no built-in layout has, and no spec given: nothing to record
+        spec = None
     return {
         "name": model.name,
         "input_size": int(model.input_size),
         "heatmap_size": int(model.heatmap_size),
         "num_keypoints": int(model.num_keypoints),
         "crop_scale": float(getattr(model, "crop_scale", DEFAULT_CROP_SCALE)),
+        "spec": spec,
     }
 
 

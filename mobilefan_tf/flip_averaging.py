@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobilefan_tf.specs import LandmarkSpec, get_spec
+from mobilefan_tf.specs import LandmarkSpec, get_spec, model_spec
 
 
 def mirror_landmarks(landmarks, width: int, spec: LandmarkSpec | str | int) -> np.ndarray:
@@ -46,13 +46,14 @@ class FlipTestModel:
 
     Args:
         model: The landmark model.
-        spec: Landmark layout; defaults to the one with the model's number of
-            points (68 -> 300W, 98 -> WFLW, 29 -> COFW).
+        spec: Landmark layout; defaults to the model's own (``spec`` config of
+            a Keras model, ``metadata["spec"]`` of an exported one), else the
+            one with the model's number of points (68 -> 300W, 98 -> WFLW, 29 -> COFW).
     """
 
     def __init__(self, model, spec: LandmarkSpec | str | int | None = None):
         self.model = model
-        self.spec = get_spec(spec if spec is not None else int(model.num_keypoints))
+        self.spec = get_spec(spec) if spec is not None else model_spec(model)
 
     def __getattr__(self, name):  # only called for names not found on the wrapper
         if name == "model":  # not set yet (copy, unpickling): no recursion

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from mobilefan_tf.specs import LandmarkSpec, get_spec
+from mobilefan_tf.specs import LandmarkSpec, get_spec, spec_config
 
 NORMS = ("inter_ocular", "inter_pupil", "bbox_diagonal")
 
@@ -97,18 +97,20 @@ def summarize(nmes, threshold: float = 0.08) -> dict[str, float]:
 
 @keras.saving.register_keras_serializable(package="mobilefan_tf")
 class NormalizedMeanError(keras.metrics.Metric):
-    """Mean inter-ocular (or other) NME of decoded heatmaps, for `model.fit`.
+    """Mean NME of decoded heatmaps, for `model.fit`; the spec's `default_norm` unless `norm` is given.
 
     y_true and y_pred are [B, H, W, K] heatmaps; both are decoded (DARK), so
     ground truth needs no extra input. Reported as a fraction. An optional
     sample_weight [B] weights each image (0 leaves it out).
     """
 
-    def __init__(self, spec: str | int = "300w", norm: str = "inter_ocular", name: str = "nme", **kwargs):
+    def __init__(self, spec: str | int | dict | LandmarkSpec = "300w", norm: str | None = None, name: str = "nme",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.spec_name = get_spec(spec).name
-        self.norm = norm
-        if norm not in NORMS:
+        self.spec_config = spec_config(spec)  # a custom layout is saved whole, so a reload needs no spec file
+        self.norm = norm or get_spec(spec).default_norm  # COFW: inter-pupil
+        if self.norm not in NORMS:
             raise ValueError(f"Unknown NME normaliser {norm!r} (use one of {NORMS})")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
@@ -119,7 +121,7 @@ class NormalizedMeanError(keras.metrics.Metric):
 
         from mobilefan_tf.heatmaps import decode_heatmaps
 
-        spec = get_spec(self.spec_name)
+        spec = get_spec(self.spec_config)
         gt, _ = decode_heatmaps(y_true)
         pred, _ = decode_heatmaps(y_pred)
         if self.norm == "inter_ocular":
@@ -151,4 +153,4 @@ class NormalizedMeanError(keras.metrics.Metric):
         self.count.assign(0.0)
 
     def get_config(self):
-        return {**super().get_config(), "spec": self.spec_name, "norm": self.norm}
+        return {**super().get_config(), "spec": self.spec_config, "norm": self.norm}

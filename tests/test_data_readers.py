@@ -42,11 +42,13 @@ def make_face(folder: Path, name: str, points: np.ndarray = POINTS, **kw) -> Non
 
 def test_pts_exact_values_and_index_base(tmp_path):
     make_face(tmp_path / "afw", "a")
-    (zero,) = read_300w(tmp_path)
+    (zero,) = read_300w(tmp_path, index_base=0)
     (one,) = read_300w(tmp_path, index_base=1)
+    (default,) = read_300w(tmp_path)  # no marker, no README: the published 300W convention, 1-based
     assert zero.name == "afw/a" and zero.landmarks.dtype == np.float32
     np.testing.assert_array_equal(zero.landmarks, POINTS)
     np.testing.assert_array_equal(one.landmarks, POINTS - 1)
+    np.testing.assert_array_equal(default.landmarks, POINTS - 1)
     assert zero.attributes["subset"] == "train"
 
 

@@ -8,7 +8,7 @@ import scipy.io
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from mobilefan_tf.data import read_300w, read_cofw  # noqa: E402
+from mobilefan_tf.data import read_300w, read_cofw, read_pts  # noqa: E402
 from mobilefan_tf.data.tfds_builders import Landmarks300W, LandmarksCOFW  # noqa: E402
 
 
@@ -22,6 +22,7 @@ def test_300w_builder_roundtrip(w300_dir, tmp_path):
             dest.symlink_to(pts)
             dest.with_suffix(".jpg").symlink_to(pts.with_suffix(".jpg"))
             picks.append(f"{folder}/{pts.stem}")
+    (manual / "mobilefan_dataset.json").write_text('{"index_base": 0}')  # the shared files are 0-based
     builder = Landmarks300W(data_dir=str(tmp_path / "tfds"))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
     assert set(builder.info.splits.keys()) == {"train"}
@@ -30,6 +31,7 @@ def test_300w_builder_roundtrip(w300_dir, tmp_path):
     for sample in read_300w(manual):
         ex = examples[sample.name]
         np.testing.assert_array_equal(ex["landmarks"], sample.landmarks)
+        np.testing.assert_array_equal(ex["landmarks"], read_pts(manual / f"{sample.name}.pts", index_base=0))
         assert ex["image"].shape == (320, 320, 3) and ex["attributes"]["subset"] == b"train"
         np.testing.assert_allclose(ex["box"], [*sample.landmarks.min(0), *sample.landmarks.max(0)])
 
@@ -75,3 +77,28 @@ def test_wflw_builder_roundtrip(tmp_path):
     assert ex["image"].shape == (48, 64, 3)
     assert {k: bool(v) for k, v in ex["attributes"].items()} == dict(
         pose=False, expression=True, illumination=False, make_up=False, occlusion=True, blur=False)
+
+
+def test_custom_spec_builder_roundtrip(tmp_path):
+    """landmarks_builder(spec file): a 5-point folder, read back exactly (0-based via the spec default)."""
+    import json
+
+    from PIL import Image
+
+    from mobilefan_tf.data.synthetic import synthetic_faces_layout
+    from mobilefan_tf.data.tfds_builders import landmarks_builder
+
+    images, landmarks, _ = synthetic_faces_layout(2, "5", image_size=48, seed=3)
+    for i, (image, lm) in enumerate(zip(images, landmarks, strict=True)):
+        Image.fromarray(image).save(tmp_path / f"f{i}.png")
+        rows = "\n".join(f"{x:.4f} {y:.4f}" for x, y in lm)
+        (tmp_path / f"f{i}.pts").write_text(f"version: 1\nn_points: 5\n{{\n{rows}\n}}\n")
+    spec_file = tmp_path / "five.json"
+    spec_file.write_text(json.dumps({"name": "five", "num_points": 5, "flip_pairs": [[0, 1], [3, 4]], "norm_points": [0, 1]}))
+    builder = landmarks_builder(str(spec_file), data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path)))
+    got = sorted(tfds.as_numpy(builder.as_dataset(split="train")), key=lambda ex: ex["name"])
+    assert [ex["name"] for ex in got] == [b"f0", b"f1"]
+    for ex, image, lm in zip(got, images, landmarks, strict=True):
+        np.testing.assert_array_equal(ex["image"], image)
+        np.testing.assert_allclose(ex["landmarks"], lm, atol=1e-4)

@@ -3,7 +3,10 @@
 Every reader returns `FaceSample`s whose landmarks are float32 [K, 2] (x, y)
 in 0-based pixel-centre coordinates of the original image (see
 `mobilefan_tf.heatmaps`). Published 300W and COFW files are 1-based
-(MATLAB convention): pass ``index_base=1`` to subtract 1 on reading.
+(MATLAB convention), so 1 is subtracted by default; a folder whose files are
+already 0-based says so (see `folder_index_base`): a ``mobilefan_dataset.json``
+marker ``{"index_base": 0}``, or a README stating "0-based" (as
+``shared/data/300w/README.md`` does), or pass ``index_base=0``.
 
 Bad samples (missing or truncated image, wrong point count, non-finite
 coordinates) raise one `ValueError` naming the file and the problem, or, with
@@ -14,8 +17,10 @@ coordinates) raise one `ValueError` naming the file and the problem, or, with
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -138,17 +143,53 @@ def read_pts(path: str | os.PathLike, index_base: int = 0) -> np.ndarray:
     return points - np.float32(index_base)
 
 
+MARKER_FILE = "mobilefan_dataset.json"
+_README_NAMES = ("README.md", "README.txt", "README")
+
+
+def folder_index_base(root: str | os.PathLike, default: int = 1, levels: int = 3) -> tuple[int, str]:
+    """How a folder's landmark files count pixels, from the folder itself.
+
+    Looks in `root` and up to `levels` parents, nearest first, for
+    ``mobilefan_dataset.json`` (``{"index_base": 0 or 1}``), then for a README
+    whose first mention of "0-based" / "1-based" states the convention of its
+    own files (``shared/data/300w/README.md``: "**0-based** pixel coordinates").
+
+    Returns:
+        (index base, where it came from: the marker/README path or "default").
+    """
+    folder = Path(root).resolve()
+    for here in [folder, *folder.parents][: levels + 1]:
+        marker = here / MARKER_FILE
+        if marker.is_file():
+            try:
+                value = json.loads(marker.read_text()).get("index_base")
+            except (OSError, ValueError, AttributeError) as err:
+                raise ValueError(f"{marker}: unreadable marker ({err})") from None
+            if value not in (0, 1):
+                raise ValueError(f"{marker}: index_base must be 0 or 1, got {value!r}")
+            return int(value), str(marker)
+        for name in _README_NAMES:
+            readme = here / name
+            if readme.is_file():
+                found = re.search(r"\b([01])-based\b", readme.read_text(errors="replace"))
+                if found:
+                    return int(found.group(1)), str(readme)
+    return default, "default"
+
+
 def read_300w(
-    root: str | os.PathLike, index_base: int = 0, skip_bad: bool = False, num_points: int = 68
+    root: str | os.PathLike, index_base: int | None = None, skip_bad: bool = False, num_points: int | None = 68
 ) -> SampleList:
     """Finds every ``NAME.jpg|png`` + ``NAME.pts`` pair below `root`.
 
     Args:
         root: Dataset folder, searched recursively.
         index_base: 1 for the published (1-based) files, 0 for files already
-            shifted (``shared/data/300w`` is 0-based).
+            shifted; None (default): from the folder's marker or README (see
+            `folder_index_base`; ``shared/data/300w`` says 0-based), else 1.
         skip_bad: Drop bad samples (listed in ``.skipped``) instead of raising.
-        num_points: Expected K.
+        num_points: Expected K (a custom layout's point count); None accepts any.
 
     Returns:
         `SampleList` of `FaceSample`s sorted by name; name is the path
@@ -157,10 +198,17 @@ def read_300w(
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: 300W folder does not exist")
+        raise ValueError(f"{root}: dataset folder does not exist")
+    if index_base is None:
+        index_base, source = folder_index_base(root)
+        logging.info("read_300w(%s): index base %d (%s)", root, index_base, source)
     collect = _Collector(skip_bad, f"read_300w({root})")
     samples = []
-    for pts in sorted(root.rglob("*.pts")):
+    files = sorted(root.rglob("*.pts"))
+    if not files:
+        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*"))
+        raise ValueError(f"{root}: no .pts landmark files found" if has_images else f"{root}: no images found")
+    for pts in files:
         image = next((pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).exists()), None)
         image = image or pts.with_suffix(".jpg")
         problem = check_image_file(image)

@@ -154,3 +154,61 @@ def synthetic_faces(num: int, image_size: int = 256, seed: int = 0) -> tuple[np.
     for i in range(num):
         images[i], landmarks[i] = draw_face(rng, image_size)
     return images, landmarks
+
+
+# Non-68 layouts derived from the same faces (custom-spec tests and examples):
+# every derived point is a fixed average of iBUG-68 points, so it lies on
+# the drawn features exactly as the 68 do.
+def _layout_weights(layout: str) -> tuple[np.ndarray, list[str]]:
+    def avg(*idx):
+        row = np.zeros(68)
+        row[list(idx)] = 1.0 / len(idx)
+        return row
+
+    if layout == "5":  # eye centres (the drawn irises), nose tip, mouth corners
+        rows = [avg(*range(36, 42)), avg(*range(42, 48)), avg(30), avg(48), avg(54)]
+        return np.stack(rows), ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"]
+    if layout == "98":  # the 68, jaw-segment and eye-contour midpoints, pupils
+        rows = [avg(i) for i in range(68)]
+        rows += [avg(i, i + 1) for i in range(16)]
+        for eye in (range(36, 42), range(42, 48)):
+            e = list(eye)
+            rows += [avg(e[i], e[(i + 1) % 6]) for i in range(6)]
+        rows += [avg(*range(36, 42)), avg(*range(42, 48))]
+        return np.stack(rows), [f"p{i}" for i in range(98)]
+    raise ValueError(f"unknown derived layout {layout!r} (use '5' or '98')")
+
+
+def derived_layout(layout: str):
+    """A non-68 landmark layout defined on the synthetic faces.
+
+    Args:
+        layout: ``"5"`` (eye centres, nose tip, mouth corners) or ``"98"``
+            (the 68, 16 jaw and 12 eye-contour midpoints, 2 pupils).
+
+    Returns:
+        (spec, weights): a custom `LandmarkSpec` whose flip pairs follow from
+        the 300W ones, and float64 [K, 68] with ``landmarks_K = weights @ landmarks_68``.
+    """
+    from mobilefan_tf.specs import W300, LandmarkSpec
+
+    weights, names = _layout_weights(layout)
+    perm68 = W300.flip_permutation
+    perm = []
+    for row in weights:
+        mirrored = np.zeros(68)
+        mirrored[perm68] = row  # the mirrored face's point = this mix of the original's mirrored points
+        perm.append(int(np.flatnonzero(np.all(np.isclose(weights, mirrored), axis=1))[0]))
+    k = len(weights)
+    norm = (0, 1) if layout == "5" else (36, 45)
+    spec = LandmarkSpec.from_dict({
+        "name": f"synthetic{k}", "num_points": k, "norm_points": list(norm), "names": names, "flip_permutation": perm,
+    })
+    return spec, weights
+
+
+def synthetic_faces_layout(num: int, layout: str, image_size: int = 256, seed: int = 0):
+    """`synthetic_faces` with landmarks in a `derived_layout`: images, [N, K, 2] landmarks, spec."""
+    spec, weights = derived_layout(layout)
+    images, lm68 = synthetic_faces(num, image_size, seed)
+    return images, np.einsum("kj,njc->nkc", weights, lm68).astype(np.float32), spec

@@ -1,9 +1,12 @@
-"""TFDS builders for 300W, WFLW and COFW, reading local files (``manual_dir``).
+"""TFDS builders for 300W, WFLW, COFW and custom layouts, reading local files (``manual_dir``).
 
     builder = Landmarks300W(data_dir="~/tensorflow_datasets")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir="../shared/data/300w"))
     ds = builder.as_dataset(split="train")
+
+    # The same dataset argument as everywhere else: 300w, wflw, cofw, a spec file, a COCO JSON.
+    builder = landmarks_builder("five.json", data_dir="~/tensorflow_datasets")
 
 Every example: ``image`` uint8 [H, W, 3], ``landmarks`` float32 [K, 2]
 (0-based pixel centres), ``box`` float32 [4] (x0, y0, x1, y1; the landmark
@@ -13,6 +16,8 @@ Only splits with at least one example are created.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +59,10 @@ class Landmarks300W(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Place the 300W folders (afw, helen/{trainset,testset}, lfpw/{trainset,testset}, ibug; "
-        "NAME.jpg + NAME.pts) anywhere under manual_dir. Set the builder's index_base to 1 for the "
-        "published (1-based) .pts files."
+        "NAME.jpg + NAME.pts) anywhere under manual_dir. Published .pts are 1-based; a folder of 0-based "
+        "files says so with mobilefan_dataset.json ({\"index_base\": 0}) or its README, or set index_base."
     )
-    index_base = 0
+    index_base = None  # None: the folder's marker / README, else 1 (see readers.folder_index_base)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(features=_features(68, {"subset": tfds.features.Text()}))
@@ -124,3 +129,58 @@ class LandmarksCOFW(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, samples):
         for s in samples:
             yield _example(s, {"occluded": s.attributes["occluded"]})
+
+
+@dataclasses.dataclass
+class CustomConfig(tfds.core.BuilderConfig):
+    """A custom layout: ``dataset`` is its spec file or COCO keypoints JSON."""
+
+    dataset: str = ""
+
+
+class LandmarksCustom(tfds.core.GeneratorBasedBuilder):
+    """Any layout from a spec file (folder of images + .pts in manual_dir) or a COCO keypoints JSON.
+
+    Build it with `landmarks_builder`; the config name is the spec's name.
+    One split, ``train``; ``attributes`` is empty.
+    """
+
+    name = "mobilefan_custom"
+    code_path = _CODE_PATH
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Spec file: manual_dir holds NAME.jpg|png + NAME.pts. COCO JSON: the images root."
+
+    def __init__(self, *, config: CustomConfig, **kwargs):
+        from mobilefan_tf.data.datasets import dataset_spec
+
+        self.spec = dataset_spec(config.dataset)
+        super().__init__(config=config, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(self.spec.num_points, {}))
+
+    def _split_generators(self, dl_manager):
+        from mobilefan_tf.data.datasets import load_dataset
+
+        _, samples = load_dataset(self.builder_config.dataset, dl_manager.manual_dir)
+        return {"train": self._generate_examples(samples)}
+
+    def _generate_examples(self, samples):
+        for s in samples:
+            yield _example(s, {})
+
+
+def landmarks_builder(dataset: str | os.PathLike, **kwargs) -> tfds.core.GeneratorBasedBuilder:
+    """The builder for one ``--dataset`` value (``300w``, ``wflw``, ``cofw``, spec file, COCO JSON).
+
+    Args:
+        dataset: As `mobilefan_tf.data.datasets.load_dataset` takes it.
+        **kwargs: Passed to the builder (``data_dir``, ...).
+    """
+    from mobilefan_tf.data.datasets import dataset_spec
+
+    spec = dataset_spec(dataset)
+    if spec.is_builtin:
+        return {"300w": Landmarks300W, "wflw": LandmarksWFLW, "cofw": LandmarksCOFW}[spec.name](**kwargs)
+    config = CustomConfig(name=spec.name, version="1.0.0", dataset=os.path.abspath(os.fspath(dataset)))
+    return LandmarksCustom(config=config, **kwargs)
