@@ -52,12 +52,12 @@ flags.DEFINE_integer("max_unlabeled", None, "Use at most this many unlabelled im
 FLAGS = flags.FLAGS
 
 
-def smoke_teacher(student_size: int):
-    """A tiny untrained MobileFAN at twice the student's input size (--smoke without --teacher)."""
+def smoke_teacher(student):
+    """A tiny untrained MobileFAN at twice the student's input size, same layout (--smoke without --teacher)."""
     from mobilefan_tf.models import build_model
 
-    return build_model("mobilefan", num_keypoints=68, spec=script_setup.SPEC, input_size=2 * student_size,
-                       width=0.35, deconv_filters=16, name="smoke_teacher")
+    return build_model("mobilefan", num_keypoints=student.num_keypoints, spec=script_setup.SPEC,
+                       input_size=2 * student.input_size, width=0.35, deconv_filters=16, name="smoke_teacher")
 
 
 def load_unlabeled(teacher):
@@ -86,7 +86,7 @@ def main(argv):
     with strategy.scope():
         student = script_setup.build(FLAGS.preset, FLAGS.smoke)
         try:
-            teacher = load_teacher(FLAGS.teacher) if FLAGS.teacher else smoke_teacher(student.input_size)
+            teacher = load_teacher(FLAGS.teacher) if FLAGS.teacher else smoke_teacher(student)
         except (OSError, ValueError) as err:
             raise app.UsageError(f"--teacher: {err}") from None
         if FLAGS.init_weights:
