@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from mobilefan_tf.data.augment import AugmentConfig, photometric, random_affine, warp_image
+from mobilefan_tf.data.augment import AugmentConfig, augment_batch, tf_draws
 from mobilefan_tf.data.readers import FaceSample, check_image_file, check_landmarks
 from mobilefan_tf.data.transforms import crop_matrix, face_box
 from mobilefan_tf.heatmaps import encode_heatmaps, input_to_heatmap
+from mobilefan_tf.ops import tf_ops
 from mobilefan_tf.specs import LandmarkSpec, get_spec
 
 
@@ -138,7 +139,6 @@ def build_dataset(
     augment = augment or AugmentConfig.none()
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
-    perm = tf.constant(spec.flip_permutation, tf.int32)
 
     ds, is_path, n, skipped = _source(images, landmarks, k, crop_scale, input_size, skip_bad)
     ds = ds.enumerate()  # (index, (image/path, landmarks, matrix))
@@ -158,22 +158,22 @@ def build_dataset(
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip(ds, keys)
 
+    # The draws come from TensorFlow's stateless RNG; the apply half is the backend-neutral
+    # keras.ops code (`augment_batch`), here on TensorFlow whatever the Keras backend is.
+    ops = tf_ops()
+    perm = spec.flip_permutation
+
     def augment_one(item, key):
         index, (image, lm, crop) = item
-        op_seed = tf.stack([key, index])
-        aug, flipped = random_affine(augment, input_size, tf.random.experimental.stateless_fold_in(op_seed, 0))
-        matrix = aug @ tf.concat([crop, tf.constant([[0.0, 0.0, 1.0]])], 0)
-        pixels = warp_image(image, matrix, input_size)
-        pixels = photometric(pixels, augment, tf.random.experimental.stateless_fold_in(op_seed, 1))
-        moved = tf.linalg.matvec(matrix[None, :2, :2], lm) + matrix[:2, 2]
-        moved = tf.cond(flipped, lambda: tf.gather(moved, perm), lambda: moved)
-        return tf.ensure_shape(pixels, [input_size, input_size, 3]), tf.ensure_shape(moved, [k, 2])
+        draws = tf_draws(tf.random.experimental.stateless_fold_in(tf.stack([key, index]), 0))
+        ((pixels, moved),) = augment_batch(image[None], lm[None], crop[None], draws, augment, [input_size], perm, ops)
+        return tf.ensure_shape(pixels[0], [input_size, input_size, 3]), tf.ensure_shape(moved[0], [k, 2])
 
     ds = ds.map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def add_heatmaps(pixels, lm):
-        maps = encode_heatmaps(input_to_heatmap(lm, stride), heatmap_size, sigma)
+        maps = encode_heatmaps(input_to_heatmap(lm, stride), heatmap_size, sigma, ops=ops)
         return (pixels, maps, lm) if with_landmarks else (pixels, maps)
 
     ds = ds.map(add_heatmaps, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
