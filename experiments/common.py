@@ -18,6 +18,14 @@ Distribution (``--strategy``):
 
     (index 1 on the other machine). Give each worker its own ``--workdir``
     or a shared file system; BackupAndRestore then resumes all workers.
+
+Keras backends: the scripts run under any ``KERAS_BACKEND`` through
+``model.fit``. Under TensorFlow the input is the tf.data pipeline; under
+another backend (JAX) it is `mobilefan_tf.data.feeder.FaceFeeder`, the same
+augmentation drawn by NumPy and applied in keras.ops, which needs no
+TensorFlow (``--input_pipeline`` picks one explicitly). ``--data_dir`` may
+also be a packed ``.npz`` (``python -m experiments.pack_faces``) for a
+machine without the data; ``--time_budget`` stops training between epochs.
 """
 
 from __future__ import annotations
@@ -50,7 +58,11 @@ def define_flags(script: str, preset: str) -> None:
     flags.DEFINE_string("data_dir", DEFAULT_DATA_DIR, "300W folder (images + 0-based .pts files).")
     flags.DEFINE_integer("epochs", None, "Epochs (default: the TrainConfig default; 2 with --smoke).")
     flags.DEFINE_integer("batch_size", None, "Global batch size (default 16; 8 with --smoke).")
-    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy "
+                      "(TensorFlow backend only).")
+    flags.DEFINE_enum("input_pipeline", "auto", ["auto", "tf_data", "feeder"], "Training input: tf.data (needs "
+                      "TensorFlow), the NumPy/PyDataset feeder (any backend), or auto: tf.data on the TensorFlow "
+                      "backend, else the feeder.")
     flags.DEFINE_bool("smoke", False, "Synthetic faces and a tiny model: an end-to-end run in about a minute.")
 
 
@@ -63,13 +75,30 @@ def define_training_flags(epoch_weights: bool = True) -> None:
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
     flags.DEFINE_string("init_weights", None, "Start from these weights (.keras or .weights.h5 of the same preset), "
                         "e.g. a GPU run of experiments.jax_train, to fine-tune on.")
+    flags.DEFINE_float("time_budget", 0.0, "Stop training (between epochs) when the next epoch would end after "
+                       "this many seconds from the start; 0: no limit.")
     if epoch_weights:  # the Distiller's checkpoints are not a bare student's: no averaging there
         flags.DEFINE_bool("keep_epoch_weights", False, "Keep every epoch's weights in WORKDIR/epochs/ (about 9 MB each "
                           "for the paper preset), for experiments.average_weights.")
 
 
+class _NoStrategy:
+    """One device, any backend: a ``scope()`` that does nothing."""
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def get_strategy(name: str):
-    """The `tf.distribute` strategy named by ``--strategy``."""
+    """The `tf.distribute` strategy named by ``--strategy`` (a no-op scope on other backends)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if name != "default":
+            raise app.UsageError(f"--strategy {name} needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
+        return _NoStrategy()
     import tensorflow as tf
 
     if name == "mirrored":
@@ -117,6 +146,17 @@ def load_samples(split: str = "train") -> list:
 
     if FLAGS.smoke:
         return smoke_samples(seed=0 if split == "train" else 1)
+    if FLAGS.data_dir.endswith(".npz"):  # packed faces (experiments.pack_faces), e.g. on a GPU machine
+        from mobilefan_tf.data.packed import read_packed
+
+        try:
+            packed = read_packed(FLAGS.data_dir)
+        except (OSError, ValueError) as err:
+            raise app.UsageError(str(err).splitlines()[0]) from None
+        samples = split_300w(packed, split)
+        if not samples:
+            raise app.UsageError(f"{FLAGS.data_dir}: no faces in the 300W {split!r} split")
+        return samples
     data_dir = os.path.abspath(FLAGS.data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"300W folder not found: {data_dir} (pass --data_dir, or --smoke)")
@@ -156,9 +196,47 @@ def training_data(input_size: int, config, workdir: str):
     write_split_list(os.path.join(workdir, "val_list.txt"), val)
     augment = AugmentConfig() if FLAGS.augment else AugmentConfig.none()
     common = {"spec": SPEC, "input_size": input_size, "sigma": config.sigma, "batch_size": config.batch_size}
+    if use_feeder():
+        from mobilefan_tf.data.feeder import FaceFeeder
+
+        train_ds = FaceFeeder(train, augment=augment, shuffle=True, seed=config.seed, **common)
+        return train_ds, FaceFeeder(val, shuffle=False, **common), len(train_ds)
     train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True, **common)
     val_ds = build_dataset(val, shuffle=False, cache=True, **common)
     return train_ds, val_ds, math.ceil(len(train) / config.batch_size)
+
+
+def use_feeder() -> bool:
+    """Whether ``--input_pipeline`` (auto: any backend but TensorFlow) selects the NumPy feeder."""
+    import keras
+
+    if FLAGS.input_pipeline == "auto":
+        return keras.backend.backend() != "tensorflow"
+    if FLAGS.input_pipeline == "tf_data" and keras.backend.backend() != "tensorflow":
+        raise app.UsageError(f"--input_pipeline tf_data needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
+    return FLAGS.input_pipeline == "feeder"
+
+
+def time_budget_callback(seconds: float):
+    """A callback stopping `model.fit` between epochs when the next one would overrun `seconds` (0: none)."""
+    import time
+
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start = time.time()
+            self.last = self.start
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.time()
+            per_epoch, self.last = now - self.last, now
+            if seconds > 0 and now - self.start + per_epoch > seconds:
+                print(f"time budget: stopping after epoch {epoch + 1} ({now - self.start:.0f} s of {seconds:g})")
+                self.model.stop_training = True
+
+    return [TimeBudget()] if seconds > 0 else []
 
 
 def print_history(history) -> None:
@@ -199,6 +277,6 @@ def run_supervised() -> None:
     with strategy.scope():
         compile_heatmap_model(model, config, SPEC, steps)
     history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=SPEC, steps_per_epoch=steps,
-                  keep_epoch_weights=FLAGS.keep_epoch_weights)
+                  keep_epoch_weights=FLAGS.keep_epoch_weights, extra_callbacks=time_budget_callback(FLAGS.time_budget))
     print_history(history)
     print(f"best checkpoint: {os.path.join(FLAGS.workdir, 'best.keras')}")
