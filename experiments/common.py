@@ -183,7 +183,7 @@ def training_data(input_size: int, config, workdir: str):
     Returns:
         (train_ds repeating forever, val_ds, steps_per_epoch).
     """
-    from mobilefan_tf.data import AugmentConfig, build_dataset, write_split_list
+    from mobilefan_tf.data import AugmentConfig, write_split_list
 
     train, val = train_val_samples()
     if not train or not val:
@@ -199,8 +199,11 @@ def training_data(input_size: int, config, workdir: str):
     if use_feeder():
         from mobilefan_tf.data.feeder import FaceFeeder
 
-        train_ds = FaceFeeder(train, augment=augment, shuffle=True, seed=config.seed, **common)
+        # Whole batches only: one compiled shape for the jit-compiled step (the order changes every epoch).
+        train_ds = FaceFeeder(train, augment=augment, shuffle=True, seed=config.seed, drop_remainder=True, **common)
         return train_ds, FaceFeeder(val, shuffle=False, **common), len(train_ds)
+    from mobilefan_tf.data import build_dataset  # tf.data: TensorFlow
+
     train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True, **common)
     val_ds = build_dataset(val, shuffle=False, cache=True, **common)
     return train_ds, val_ds, math.ceil(len(train) / config.batch_size)

@@ -111,9 +111,11 @@ def _num_batches(dataset) -> int:
 
 def tensorboard_available() -> bool:
     """Keras' TensorBoard callback writes through ``tensorflow.summary``: only with TensorFlow installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def nme_monitor_name(model: keras.Model) -> str:
