@@ -74,7 +74,7 @@ def define_training_flags(epoch_weights: bool = True) -> None:
     flags.DEFINE_bool("augment", True, "Random geometric + photometric augmentation of training faces.")
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
     flags.DEFINE_string("init_weights", None, "Start from these weights (.keras or .weights.h5 of the same preset), "
-                        "e.g. a GPU run of experiments.jax_train, to fine-tune on.")
+                        "e.g. a GPU run (KERAS_BACKEND=jax), to fine-tune on.")
     flags.DEFINE_float("time_budget", 0.0, "Stop training (between epochs) when the next epoch would end after "
                        "this many seconds from the start; 0: no limit.")
     if epoch_weights:  # the Distiller's checkpoints are not a bare student's: no averaging there
