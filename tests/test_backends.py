@@ -170,3 +170,28 @@ def test_train_student_without_tensorflow_on_jax_resumes(tmp_path):
     model = keras.saving.load_model(os.path.join(work, "last.keras"), compile=False)  # written under JAX
     x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     assert np.all(np.isfinite(model(x, training=False).numpy()))
+
+
+def test_packed_faces_round_trip_and_bad_files_name_the_file(tmp_path):
+    import cv2
+
+    from mobilefan_tf.data.packed import pack_faces, read_packed
+
+    images, lms = _faces(n=3, size=64, seed=6)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i, (im, lm) in enumerate(zip(images, lms, strict=True)):
+        cv2.imwrite(str(folder / f"f{i}.png"), im[:, :, ::-1])
+        pts = "".join(f"{x:.3f} {y:.3f}\n" for x, y in lm)
+        (folder / f"f{i}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{pts}}}\n")
+    assert pack_faces(str(folder), str(tmp_path / "p.npz"))["faces"] == 3
+    faces = read_packed(str(tmp_path / "p.npz"))
+    assert [f.name for f in faces] == ["f0", "f1", "f2"]
+    for face, im, lm in zip(faces, images, lms, strict=True):
+        np.testing.assert_array_equal(face.image, im)  # PNG: lossless
+        np.testing.assert_allclose(face.landmarks, lm, atol=1e-3)
+    (tmp_path / "notes.npz").write_text("not an archive")
+    with pytest.raises(ValueError, match="notes.npz: not a packed faces file"):
+        read_packed(str(tmp_path / "notes.npz"))
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        read_packed(str(tmp_path / "missing.npz"))
