@@ -215,6 +215,8 @@ def fit(
     monitor = nme_monitor_name(model) if val_ds is not None else "loss"
     callbacks = make_callbacks(workdir, monitor=monitor, keep_epoch_weights=keep_epoch_weights)
     callbacks += list(extra_callbacks or [])
+    if hasattr(train_ds, "epoch_callback"):  # a FaceFeeder: a resumed run continues its draws
+        callbacks.append(train_ds.epoch_callback())
     return model.fit(
         train_ds,
         validation_data=val_ds,

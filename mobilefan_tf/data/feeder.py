@@ -167,3 +167,18 @@ class FaceFeeder(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
+
+    def epoch_callback(self) -> keras.callbacks.Callback:
+        """A callback keeping `epoch` equal to the epoch `model.fit` runs.
+
+        A run resumed by `BackupAndRestore` starts at a later epoch: with this
+        callback its batches continue the augmentation stream instead of
+        replaying epoch 0's (`mobilefan_tf.training.fit` adds it).
+        """
+        feeder = self
+
+        class _FeederEpoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                feeder.epoch = epoch
+
+        return _FeederEpoch()
