@@ -170,11 +170,12 @@ def test_train_student_without_tensorflow_on_jax_resumes_after_a_kill(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "tests", "no_tensorflow.py"), "experiments.train_student", "--smoke",
            "--epochs", "2", "--workdir", work]
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "first.log", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 900
     try:
         while not _epochs(log):  # the backup of epoch 1 is written before its log row
-            assert proc.poll() is None, f"run ended before its first epoch: {proc.stderr.read()[-3000:]}"
+            assert proc.poll() is None, f"run ended before its first epoch: {(tmp_path / 'first.log').read_text()[-3000:]}"
             assert time.time() < deadline, "no first epoch within 900 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
