@@ -1,12 +1,25 @@
-"""`Distiller`: trains a MobileFAN student against a frozen teacher.
+"""`Distiller`: trains a MobileFAN student against a frozen teacher, on any Keras backend.
 
-Loss (per batch) = heatmap MSE(student, ground truth)
-                 + fa_weight * sum_stages FAD(adaptor(student_feat), teacher_feat)
-                 + fs_weight * sum_stages FSD(student_feat, teacher_feat)
+Loss (per batch), from `distillation.losses.distillation_terms`:
+
+    heatmap MSE(student, ground truth)          (labelled items only)
+    + ramp * ( fa_weight * sum_stages FAD(adaptor(student_feat), pool(teacher_feat))
+             + fs_weight * sum_stages FSD(student_feat, pool(teacher_feat))
+             + kd_weight * MSE(student heatmaps, soft_targets(teacher heatmaps)) )
+
+Why there is no `train_step` here: Keras' own per-backend `train_step`
+(TensorFlow, JAX, torch) runs ``self(x)``, then `compute_loss`, then
+`compute_metrics`, and differentiates `compute_loss`'s result. `call` runs
+both networks and returns their outputs, `compute_loss` turns them into the
+terms (updating one tracker per term, which Keras 3 carries through JAX's
+stateless step) and `compute_metrics` updates the student's NME. The single
+backend-specific detail is TensorFlow's `tf.distribute`: the loss is divided
+by the replica count, as Keras' compiled losses do, so the summed gradients
+equal the single-device ones (BatchNorm still sees per-replica batches).
 
 Each term is a metric of its own (``loss``, ``heatmap_loss``, ``fa_loss``,
-``fs_loss``, plus ``nme`` of the student's heatmaps), so `fit` prints and the
-CSV logger records all of them, with ``val_`` twins from `test_step`.
+``fs_loss``, ``kd_loss``, plus ``nme``), so `fit` prints them and the CSV
+logger records them, with ``val_`` twins.
 """
 
 from __future__ import annotations
@@ -14,13 +27,13 @@ from __future__ import annotations
 import os
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from distillation.losses import feature_aligned_loss, feature_similarity_loss, make_adaptor
+from distillation.losses import distillation_terms, make_adaptor
 from mobilefan_tf.metrics import NormalizedMeanError
 from mobilefan_tf.models import FEATURE_NAMES
 
-LOSS_NAMES = ("loss", "heatmap_loss", "fa_loss", "fs_loss")
+TERM_NAMES = ("heatmap_loss", "fa_loss", "fs_loss", "kd_loss")
 
 
 def check_landmark_model(model, role: str) -> None:
@@ -33,7 +46,8 @@ def check_landmark_model(model, role: str) -> None:
 
 
 def load_teacher(path: str) -> keras.Model:
-    """Loads a teacher checkpoint (`.keras`) written by a training run.
+    """Loads any landmark model checkpoint (`.keras`) as a teacher: a teacher preset, or a student such as
+    the shipped ``mobilefan_300w.keras``.
 
     Raises:
         FileNotFoundError: No such file.
@@ -49,32 +63,56 @@ def load_teacher(path: str) -> keras.Model:
     return model
 
 
+def resolution_factor(student: keras.Model, teacher: keras.Model) -> int:
+    """r = teacher input size / student input size, checked to be a whole number >= 1."""
+    s, t = int(student.input_size), int(teacher.input_size)
+    if t < s or t % s:
+        raise ValueError(
+            f"Teacher input size {t} is not a whole multiple of the student input size {s}: "
+            "the teacher must see the student's face at 1x, 2x, ... its resolution"
+        )
+    return t // s
+
+
+def _per_replica(loss):
+    """Divides by the tf.distribute replica count (TensorFlow backend only; a no-op elsewhere)."""
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
 class Distiller(keras.Model):
     """A student, a frozen teacher and one FAD adaptor per feature stage.
 
     Args:
-        student: The model being trained (e.g. ``build_model("mobilefan")``).
-        teacher: A trained landmark model with the same K and input size. It
-            is frozen (``trainable = False``) and always run with
-            ``training=False``, so neither its weights nor its BatchNorm
-            statistics ever change.
+        student: The model being trained (e.g. ``build_model("mobilefan_lite")``).
+        teacher: A trained landmark model with the same K whose input size is
+            r times the student's (r = 1, 2, ...): e.g. the shipped 256 px
+            default teaching the 128 px lite student (r = 2). It is frozen
+            (``trainable = False``) and always run with ``training=False``.
 
-    `call` runs the student only: ``distiller(images)`` gives the student's
-    heatmaps [B, Hm, Hm, K]. ``distiller.student`` holds no adaptor and is
-    what gets deployed; `save` writes it alone (see there).
+    Inputs (``x`` of `fit` / `call`): the student's images [B, s, s, 3] when
+    r == 1, else a dict ``{"student": [B, s, s, 3], "teacher": [B, r*s, r*s, 3]}``
+    holding the *same* augmented face at the two sizes (see
+    `mobilefan_tf.data.build_dataset(teacher_input_size=...)`). Targets: the
+    student's ground-truth heatmaps [B, s/4, s/4, K]. Sample weights: the
+    label weight per item, 1 labelled, 0 unlabelled (no heatmap loss; the
+    teacher terms still apply).
+
+    `call` returns ``{"student": {...}, "teacher": {...}}``, both models'
+    feature dicts; predict with ``distiller.student``, which holds no adaptor
+    and is what gets deployed (`save` writes it alone).
 
     Choices that differ from the authors' PyTorch code:
-      * Only the student's final heatmaps are supervised (its feature extractor
-        returns the last stack), so the student runs once per step.
-      * The FSD cosine similarities L2-normalise with a floored norm instead of
-        dividing by ``|a||b| + 1e-9`` (finite gradients at dead-ReLU zeros).
-      * A loss term whose weight is 0 is not computed at all (logged as 0).
-
-    Under `tf.distribute.MirroredStrategy` each replica computes the losses on
-    its share of the batch and the gradients are summed across replicas (the
-    loss is divided by the replica count), so the update equals the
-    single-device one, except that BatchNorm normalises with per-replica batch
-    statistics (as Keras does for any model).
+      * Only the student's final heatmaps are supervised.
+      * FSD cosines L2-normalise with a floored norm (finite gradients at dead ReLUs).
+      * A term whose weight is 0 is not computed (logged as 0), and the
+        teacher is not run at all when every teacher weight is 0.
+      * The teacher terms ramp up linearly over ``ramp_steps`` steps (a step
+        counter saved with the training state, so a resumed run continues it).
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model, name: str = "distiller", **kwargs):
@@ -86,52 +124,59 @@ class Distiller(keras.Model):
                 f"Teacher predicts {teacher.num_keypoints} landmarks but the student {student.num_keypoints}: "
                 "distil between models of the same landmark layout"
             )
-        if student.input_size != teacher.input_size:
-            raise ValueError(
-                f"Teacher input size {teacher.input_size} != student input size {student.input_size}: "
-                "both must see the same images (pick a teacher preset matching the student)"
-            )
+        self.factor = resolution_factor(student, teacher)
         self.student = student
         self.teacher = teacher
         teacher.trainable = False
         s_ch, t_ch = student.feature_channels, teacher.feature_channels
         self.adaptors = {n: make_adaptor(s_ch[n], t_ch[n], f"adaptor_{n}") for n in FEATURE_NAMES}
+        # Counts training steps for the warm-up ramp; part of the weights, so BackupAndRestore resumes it.
+        self.distill_step = self.add_weight(
+            shape=(), initializer="zeros", dtype="float32", trainable=False,
+            aggregation="only_first_replica", name="distill_step",
+        )
         self.built = True
 
     # ---------------------------------------------------------------- setup
     def compile(
         self,
         optimizer="adam",
-        heatmap_loss="mse",
-        fa_weight: float = 0.01,
-        fs_weight: float = 0.01,
+        fa_weight: float = 0.0,
+        fs_weight: float = 0.0,
+        kd_weight: float = 0.0,
         fs_pool_size: int | None = None,
         stages=FEATURE_NAMES,
         metrics=None,
         fa_normalize: bool = True,
+        fs_normalize: bool = False,
+        ramp_steps: int = 0,
+        sigma: float = 1.0,
         **kwargs,
     ):
         """Configures the distillation loss and the optimiser.
 
         Args:
             optimizer: Keras optimiser (or name).
-            heatmap_loss: Keras loss (or name) between ground-truth and student heatmaps.
             fa_weight: Weight of the summed FAD terms (the paper's lambda_1).
             fs_weight: Weight of the summed FSD terms (the paper's lambda_2).
-            fs_pool_size: Average-pool features by this factor before FSD
-                (cuts the N x N matrices' memory by fs_pool_size**4).
+            kd_weight: Weight of the output-level KD term (teacher heatmaps
+                as soft targets), relative to the ground-truth heatmap loss.
+            fs_pool_size: Average-pool (student-grid) features by this factor
+                before FSD (cuts the N x N matrices' memory by fs_pool_size**4).
             stages: Which of ``feat1``..``feat3`` to distil.
             metrics: Metrics of the student's heatmaps; default the NME.
-            fa_normalize: Use the relative FAD (MSE / mean square of the
-                teacher feature), which keeps w_fa meaningful whatever the
-                teacher's feature scale (see `feature_aligned_loss`). False
-                gives the authors' plain MSE.
+            fa_normalize: Relative FAD (MSE / mean square of the teacher
+                feature), scale-free whatever the teacher. False: plain MSE.
+            fs_normalize: Relative FSD (MSE / mean square of the teacher's matrix).
+            ramp_steps: Teacher terms grow linearly from 0 to their weight
+                over this many training steps (0: full weight at once).
+            sigma: Heatmap Gaussian sigma (of the KD soft targets).
             **kwargs: Passed to `keras.Model.compile` (e.g. ``jit_compile``).
 
         Raises:
-            ValueError: Unknown stage, a stage whose feature resolution
-                differs between teacher and student, a pool size that does
-                not divide a stage, or negative weights.
+            ValueError: Unknown stage, a stage whose teacher resolution is not
+                r times the student's, a pool size that does not divide a
+                stage, or negative weights.
         """
         stages = (stages,) if isinstance(stages, str) else tuple(stages)
         unknown = [s for s in stages if s not in FEATURE_NAMES]
@@ -139,98 +184,112 @@ class Distiller(keras.Model):
             raise ValueError(f"Unknown feature stage(s) {unknown or stages}: choose from {FEATURE_NAMES}")
         s_shapes = {n: tuple(t.shape[1:3]) for n, t in self.student.feature_extractor.output.items()}
         t_shapes = {n: tuple(t.shape[1:3]) for n, t in self.teacher.feature_extractor.output.items()}
-        for s in stages:
-            if s_shapes[s] != t_shapes[s]:
+        r = self.factor
+        checked = list(stages) if (fa_weight or fs_weight) else []
+        for s in checked + (["heatmaps"] if kd_weight else []):
+            if tuple(d * r for d in s_shapes[s]) != t_shapes[s]:
                 raise ValueError(
-                    f"Stage {s}: student features are {s_shapes[s]} but teacher features {t_shapes[s]}; "
-                    "distilled stages need the same spatial resolution"
+                    f"Stage {s}: student maps are {s_shapes[s]} but teacher maps {t_shapes[s]}; distilled stages "
+                    f"need the teacher at {r}x the student's resolution (the input size ratio)"
                 )
-            if fs_pool_size and fs_pool_size > 1 and any(d % fs_pool_size for d in s_shapes[s]):
+            if s != "heatmaps" and fs_pool_size and fs_pool_size > 1 and any(d % fs_pool_size for d in s_shapes[s]):
                 raise ValueError(f"fs_pool_size {fs_pool_size} does not divide stage {s} of size {s_shapes[s]}")
-        if fa_weight < 0 or fs_weight < 0:
-            raise ValueError(f"Loss weights must be >= 0, got fa_weight={fa_weight}, fs_weight={fs_weight}")
+        weights = {"fa_weight": fa_weight, "fs_weight": fs_weight, "kd_weight": kd_weight, "ramp_steps": ramp_steps}
+        if any(w < 0 for w in weights.values()):
+            raise ValueError(f"Loss weights and ramp_steps must be >= 0, got {weights}")
         super().compile(optimizer=optimizer, **kwargs)
         self.stages = stages
-        self.fa_weight = float(fa_weight)
-        self.fs_weight = float(fs_weight)
+        self.fa_weight, self.fs_weight, self.kd_weight = float(fa_weight), float(fs_weight), float(kd_weight)
         self.fs_pool_size = fs_pool_size
-        self.fa_normalize = bool(fa_normalize)
-        self.heatmap_loss_fn = keras.losses.get(heatmap_loss)
+        self.fa_normalize, self.fs_normalize = bool(fa_normalize), bool(fs_normalize)
+        self.ramp_steps = int(ramp_steps)
+        self.sigma = float(sigma)
         for name, adaptor in self.adaptors.items():
             adaptor.trainable = name in stages and fa_weight > 0
-        self.loss_trackers = [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
+        self.term_trackers = [keras.metrics.Mean(name=n) for n in TERM_NAMES]
         spec = getattr(self.student, "spec", None) or self.student.num_keypoints
         self.student_metrics = list(metrics) if metrics is not None else [NormalizedMeanError(spec, name="nme")]
         self.optimizer.build(self.trainable_variables)
 
     @property
-    def metrics(self):
-        return list(getattr(self, "loss_trackers", [])) + list(getattr(self, "student_metrics", []))
+    def uses_teacher(self) -> bool:
+        return bool(self.fa_weight or self.fs_weight or self.kd_weight)
 
     # ------------------------------------------------------------- forward
+    def split_inputs(self, inputs):
+        """(student images, teacher images) from `fit`'s ``x`` (see the class docstring)."""
+        if isinstance(inputs, dict):
+            missing = {"student", "teacher"} - set(inputs)
+            if missing:
+                raise ValueError(f"Distiller inputs dict needs the keys 'student' and 'teacher', missing {missing}")
+            return inputs["student"], inputs["teacher"]
+        if isinstance(inputs, (list, tuple)):
+            return inputs[0], inputs[1]
+        if self.factor != 1:
+            raise ValueError(
+                f"The teacher sees {self.factor}x the student's resolution: pass x as "
+                "{'student': [B, s, s, 3], 'teacher': [B, r*s, r*s, 3]} (build_dataset(teacher_input_size=...))"
+            )
+        return inputs, inputs
+
     def call(self, inputs, training=None):
-        """The student's heatmaps, [B, Hm, Hm, K] (``training`` passed through)."""
-        return self.student(inputs, training=training)
+        """Both models' outputs: ``{"student": feature dict, "teacher": feature dict}``.
 
-    def compute_losses(self, images, heatmaps, training: bool = False) -> dict:
-        """Every loss term on one batch.
-
-        Args:
-            images: [B, S, S, 3] RGB in [0, 255].
-            heatmaps: [B, Hm, Hm, K] ground truth.
-            training: Student and adaptor mode (the teacher always infers).
-
-        Returns:
-            Dict of scalars ``loss``, ``heatmap_loss``, ``fa_loss`` (summed
-            over stages, unweighted), ``fs_loss`` (same) and ``pred`` (the
-            student heatmaps). A term whose weight is 0 is not computed
-            (it would cost the N x N matrices for nothing) and reads 0.
+        The teacher (always inference mode) is skipped when no teacher term
+        has a weight. Each feature dict holds ``heatmaps`` and ``feat1..3``.
         """
-        t_out = self.teacher.feature_extractor(images, training=False)
-        s_out = self.student.feature_extractor(images, training=training)
-        pred = s_out["heatmaps"]
-        hm = tf.reduce_mean(self.heatmap_loss_fn(heatmaps, pred))
-        fa, fs = tf.constant(0.0), tf.constant(0.0)
-        for s in self.stages:  # a term with weight 0 is skipped (logged as 0)
-            t_feat = tf.stop_gradient(t_out[s])
-            if self.fa_weight:
-                adapted = self.adaptors[s](s_out[s], training=training)
-                fa += feature_aligned_loss(adapted, t_feat, normalize=self.fa_normalize)
-            if self.fs_weight:
-                fs += feature_similarity_loss(s_out[s], t_feat, self.fs_pool_size)
-        total = hm + self.fa_weight * fa + self.fs_weight * fs
-        return {"loss": total, "heatmap_loss": hm, "fa_loss": fa, "fs_loss": fs, "pred": pred}
+        s_img, t_img = self.split_inputs(inputs)
+        out = {"student": self.student.feature_extractor(s_img, training=training)}
+        if getattr(self, "stages", None) is None or self.uses_teacher:
+            out["teacher"] = self.teacher.feature_extractor(t_img, training=False)
+        return out
 
-    def _update_metrics(self, terms: dict, heatmaps) -> dict:
-        batch = tf.shape(heatmaps)[0]
-        for tracker in self.loss_trackers:
+    def _ramp(self):
+        if not self.ramp_steps:
+            return 1.0
+        return ops.minimum(1.0, ops.cast(self.distill_step, "float32") / float(self.ramp_steps))
+
+    def terms(self, outputs: dict, heatmaps, label_weight=None, training: bool = False) -> dict:
+        """The loss terms (`distillation_terms`) of `call`'s outputs; ``label_weight`` [B], default all 1."""
+        if label_weight is None:
+            label_weight = ops.ones((ops.shape(heatmaps)[0],), "float32")
+        return distillation_terms(
+            outputs["student"], outputs.get("teacher"), heatmaps, label_weight, self.adaptors, self.stages,
+            factor=self.factor, fa_weight=self.fa_weight, fs_weight=self.fs_weight, kd_weight=self.kd_weight,
+            ramp=self._ramp(), fs_pool_size=self.fs_pool_size, fa_normalize=self.fa_normalize,
+            fs_normalize=self.fs_normalize, sigma=self.sigma, training=training,
+        )
+
+    def compute_losses(self, x, heatmaps, label_weight=None, training: bool = False) -> dict:
+        """Forward pass + every term on one batch (no state changes besides BatchNorm in training).
+
+        Returns the dict of `distillation_terms` plus ``pred``, the student heatmaps.
+        """
+        outputs = self(x, training=training)
+        terms = self.terms(outputs, heatmaps, label_weight, training=training)
+        return {**terms, "pred": outputs["student"]["heatmaps"]}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms = self.terms(y_pred, y, sample_weight, training=training)
+        batch = ops.shape(y)[0]
+        for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name], sample_weight=batch)
-        for metric in self.student_metrics:
-            metric.update_state(heatmaps, terms["pred"])
-        return {m.name: m.result() for m in self.metrics}
+        if training:
+            self.distill_step.assign_add(1.0)
+        return _per_replica(terms["loss"])
 
-    def train_step(self, data):
-        images, heatmaps, _ = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.trainable_variables  # student + distilled stages' adaptors
-        with tf.GradientTape() as tape:
-            terms = self.compute_losses(images, heatmaps, training=True)
-            # Per-replica mean; replicas' gradients are summed by the optimiser.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
-        return self._update_metrics(terms, heatmaps)
-
-    def test_step(self, data):
-        images, heatmaps, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._update_metrics(self.compute_losses(images, heatmaps, training=False), heatmaps)
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        for metric in self.student_metrics:  # labelled items only
+            metric.update_state(y, y_pred["student"]["heatmaps"], sample_weight=sample_weight)
+        return self.get_metrics_result()
 
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
-        """`keras.Model.fit`, refusing empty datasets before any training starts."""
+        """`keras.Model.fit`, refusing empty tf.data datasets before any training starts."""
         if not hasattr(self, "stages"):
             raise ValueError("Call Distiller.compile(...) before fit")
         for what, ds in (("training", x), ("validation", validation_data)):
-            if isinstance(ds, tf.data.Dataset) and int(ds.cardinality()) == 0:
+            cardinality = getattr(ds, "cardinality", None)
+            if callable(cardinality) and int(cardinality()) == 0:
                 raise ValueError(f"The {what} dataset is empty: no batches to distil on")
         return super().fit(x, y, *args, validation_data=validation_data, **kwargs)
 
@@ -241,7 +300,7 @@ class Distiller(keras.Model):
         This is what `keras.callbacks.ModelCheckpoint` calls, so the standard
         ``best.keras`` / ``last.keras`` of a distillation run are ordinary
         student checkpoints that `keras.saving.load_model` restores. The full
-        training state (adaptors, optimiser) goes through `save_weights`,
-        which `BackupAndRestore` uses.
+        training state (adaptors, step counter, optimiser) goes through
+        `save_weights`, which `BackupAndRestore` uses.
         """
         self.student.save(filepath, *args, **kwargs)

@@ -173,15 +173,25 @@ def train_val_samples() -> tuple[list, list]:
     return split_train_val(load_samples("train"), every=10)
 
 
-def training_data(input_size: int, config, workdir: str):
+def training_data(input_size: int, config, workdir: str, teacher_input_size: int | None = None,
+                  unlabeled: list | None = None):
     """Train / validation datasets; validation is every 10th face by sorted name.
 
     The two name lists are written to ``workdir/train_list.txt`` and
     ``workdir/val_list.txt`` (validation faces are never trained on), and
     the run's flags to ``workdir/flags.json``.
 
+    Args:
+        input_size: The (student) model's input size.
+        config: The `TrainConfig`.
+        workdir: The run's folder.
+        teacher_input_size: For distillation: batches carry the same face at
+            the teacher's size too, and the label weight (see `build_dataset`).
+        unlabeled: Extra training faces without landmarks (distillation only).
+
     Returns:
-        (train_ds repeating forever, val_ds, steps_per_epoch).
+        (train_ds repeating forever, val_ds, steps_per_epoch); an epoch covers
+        the labelled and unlabelled training faces once.
     """
     from mobilefan_tf.data import AugmentConfig, write_split_list
 
@@ -196,15 +206,20 @@ def training_data(input_size: int, config, workdir: str):
     write_split_list(os.path.join(workdir, "val_list.txt"), val)
     augment = AugmentConfig() if FLAGS.augment else AugmentConfig.none()
     common = {"spec": SPEC, "input_size": input_size, "sigma": config.sigma, "batch_size": config.batch_size}
+    if teacher_input_size is not None:
+        common.update(teacher_input_size=teacher_input_size, with_label_weight=True)
+    train = list(train) + list(unlabeled or [])
     if use_feeder():
         from mobilefan_tf.data.feeder import FaceFeeder
 
         # Whole batches only: one compiled shape for the jit-compiled step (the order changes every epoch).
-        train_ds = FaceFeeder(train, augment=augment, shuffle=True, seed=config.seed, drop_remainder=True, **common)
+        train_ds = FaceFeeder(train, augment=augment, shuffle=True, seed=config.seed, drop_remainder=True,
+                              allow_unlabeled=bool(unlabeled), **common)
         return train_ds, FaceFeeder(val, shuffle=False, **common), len(train_ds)
     from mobilefan_tf.data import build_dataset  # tf.data: TensorFlow
 
-    train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True, **common)
+    train_ds = build_dataset(train, augment=augment, shuffle=True, seed=config.seed, repeat=True,
+                             allow_unlabeled=bool(unlabeled), **common)
     val_ds = build_dataset(val, shuffle=False, cache=True, **common)
     return train_ds, val_ds, math.ceil(len(train) / config.batch_size)
 

@@ -1,15 +1,25 @@
-"""Distils a trained teacher into a MobileFAN student (FAD + FSD, the paper's method).
+"""Distils a trained landmark model into a MobileFAN student (FAD, FSD and output KD).
 
-    python -m experiments.distill --teacher runs/train_teacher/best.keras \\
-        --preset mobilefan --fa_weight 0.01 --fs_weight 0.01 --fs_pool_size 2
-    python -m experiments.distill --smoke   # tiny untrained teacher unless --teacher
+    # The shipped 256 px default teaching the 128 px lite student (cross-resolution):
+    python -m experiments.distill --preset mobilefan_lite --teacher mobilefan_tf/assets/mobilefan_300w.keras \\
+        --kd_weight 1 --epochs 100 --learning_rate 2e-3 --warmup_epochs 3 --workdir runs/distill_lite
+    # ... plus unlabelled face crops (or photos: --unlabeled_box detector):
+    python -m experiments.distill ... --unlabeled path/to/faces/
+    python -m experiments.distill --smoke   # tiny untrained teacher at 2x the student's size, unless --teacher
 
-The teacher (any landmark model with the student's K and input size) stays
-frozen. Uses `keras.Model.fit` with `training.make_callbacks`: Keras progress
-bar, log.csv (loss, heatmap_loss, fa_loss, fs_loss, nme and their val_
-twins), TensorBoard, best.keras (best val NME) and last.keras, which hold
-the *student alone* (see `Distiller.save`), and backup/ for resuming a
-killed run. See `experiments.common` for the shared flags.
+The teacher is any landmark `.keras` (a teacher preset or a student, e.g. the
+shipped default) with the student's K and an input r = 1, 2, ... times the
+student's; it stays frozen and sees the same augmented face r times larger.
+Uses `keras.Model.fit` with `training.make_callbacks`: Keras progress bar,
+log.csv (loss, heatmap_loss, fa_loss, fs_loss, kd_loss, nme and their val_
+twins), TensorBoard, best.keras (best val NME) and last.keras, which hold the
+*student alone* (see `Distiller.save`), and backup/ for resuming a killed
+run. See `experiments.common` for the shared flags.
+
+Default weights (measured, see MODEL_CARD.md "Gradient balance"): output KD 1
+(the soft targets are heatmaps like the ground truth's, so equal weight is
+the natural scale), FAD and FSD off unless asked for; every teacher term
+ramps in over ``--ramp_epochs``.
 """
 
 import os
@@ -21,18 +31,48 @@ from experiments import common
 
 common.define_flags("distill", preset="mobilefan")
 common.define_training_flags(epoch_weights=False)
-flags.DEFINE_string("teacher", None, "Teacher checkpoint (.keras). Required unless --smoke.")
-flags.DEFINE_float("fa_weight", 0.01, "Weight of the feature-aligned (FAD) loss.")
+flags.DEFINE_string("teacher", None, "Teacher: any landmark model .keras (e.g. the shipped default). "
+                    "Required unless --smoke.")
+flags.DEFINE_float("kd_weight", 1.0, "Weight of output-level KD (teacher heatmaps as soft targets).")
+flags.DEFINE_float("fa_weight", 0.0, "Weight of the feature-aligned (FAD) loss (relative MSE; try 0.01-0.1).")
 flags.DEFINE_float(
-    "fs_weight",
-    0.01,
-    "Weight of the feature-similarity (FSD) loss (the paper's 0.01). From scratch use ~0.001: at init "
-    "0.01 x FSD has ~20x the heatmap loss's gradient norm and stalled learning (measured, MODEL_CARD.md).",
+    "fs_weight", 0.0,
+    "Weight of the feature-similarity (FSD) loss. The paper's 0.01 stalled learning from scratch here: at init "
+    "0.01 x FSD has ~20x the heatmap loss's gradient norm (MODEL_CARD.md); try 1e-4-1e-3.",
 )
 flags.DEFINE_bool("fa_normalize", True, "Relative FAD: MSE / mean square of the teacher feature (scale-free).")
-flags.DEFINE_integer("fs_pool_size", None, "Average-pool features by this factor before FSD (saves memory).")
-flags.DEFINE_list("stages", ["feat1", "feat2", "feat3"], "Decoder features to distil.")
+flags.DEFINE_bool("fs_normalize", False, "Relative FSD: MSE / mean square of the teacher's similarity matrix.")
+flags.DEFINE_integer("fs_pool_size", None, "Average-pool (student-grid) features by this factor before FSD.")
+flags.DEFINE_list("stages", ["feat1", "feat2", "feat3"], "Decoder features to distil (FAD / FSD).")
+flags.DEFINE_float("ramp_epochs", 1.0, "Teacher terms grow linearly from 0 to their weights over these epochs.")
+flags.DEFINE_string("unlabeled", None, "Folder of images without landmarks, trained on with the teacher's targets only.")
+flags.DEFINE_enum("unlabeled_box", "teacher", ["teacher", "detector"],
+                  "How to frame unlabelled faces: 'teacher' (each image is a face crop) or 'detector' (photos).")
+flags.DEFINE_integer("max_unlabeled", None, "Use at most this many unlabelled images.")
 FLAGS = flags.FLAGS
+
+
+def smoke_teacher(student_size: int):
+    """A tiny untrained MobileFAN at twice the student's input size (--smoke without --teacher)."""
+    from mobilefan_tf.models import build_model
+
+    return build_model("mobilefan", num_keypoints=68, spec=common.SPEC, input_size=2 * student_size,
+                       width=0.35, deconv_filters=16, name="smoke_teacher")
+
+
+def load_unlabeled(teacher):
+    """The --unlabeled faces as `FaceSample`s (framed by the teacher), or [] without the flag."""
+    if not FLAGS.unlabeled:
+        return []
+    from distillation.unlabeled import read_unlabeled
+
+    try:
+        faces = read_unlabeled(FLAGS.unlabeled, teacher, box=FLAGS.unlabeled_box, teacher_path=FLAGS.teacher,
+                               max_images=FLAGS.max_unlabeled)
+    except (OSError, ValueError) as err:
+        raise app.UsageError(f"--unlabeled: {err}") from None
+    print(f"unlabelled faces: {len(faces)} from {FLAGS.unlabeled}")
+    return faces
 
 
 def main(argv):
@@ -44,20 +84,34 @@ def main(argv):
     config = common.train_config()
     strategy = common.get_strategy(FLAGS.strategy)
     with strategy.scope():
-        teacher = load_teacher(FLAGS.teacher) if FLAGS.teacher else common.build("hourglass", smoke=True)
         student = common.build(FLAGS.preset, FLAGS.smoke)
+        try:
+            teacher = load_teacher(FLAGS.teacher) if FLAGS.teacher else smoke_teacher(student.input_size)
+        except (OSError, ValueError) as err:
+            raise app.UsageError(f"--teacher: {err}") from None
         if FLAGS.init_weights:
             common.load_init_weights(student, FLAGS.init_weights)
-        distiller = Distiller(student, teacher)  # checks K and input size
-    train_ds, val_ds, steps = common.training_data(student.input_size, config, FLAGS.workdir)
+        try:
+            distiller = Distiller(student, teacher)  # checks K and the resolution ratio
+        except ValueError as err:
+            raise app.UsageError(str(err)) from None
+    unlabeled = load_unlabeled(teacher)
+    train_ds, val_ds, steps = common.training_data(
+        student.input_size, config, FLAGS.workdir, teacher_input_size=teacher.input_size, unlabeled=unlabeled
+    )
     with strategy.scope():
         distiller.compile(
             make_optimizer(config, steps),
             fa_weight=FLAGS.fa_weight,
             fs_weight=FLAGS.fs_weight,
+            kd_weight=FLAGS.kd_weight,
             fs_pool_size=FLAGS.fs_pool_size,
             fa_normalize=FLAGS.fa_normalize,
+            fs_normalize=FLAGS.fs_normalize,
             stages=FLAGS.stages,
+            ramp_steps=int(FLAGS.ramp_epochs * steps),
+            sigma=config.sigma,
+            jit_compile=False,
         )
     history = distiller.fit(
         train_ds,

@@ -100,7 +100,8 @@ class NormalizedMeanError(keras.metrics.Metric):
     """Mean inter-ocular (or other) NME of decoded heatmaps, for `model.fit`.
 
     y_true and y_pred are [B, H, W, K] heatmaps; both are decoded (DARK), so
-    ground truth needs no extra input. Reported as a fraction.
+    ground truth needs no extra input. Reported as a fraction. An optional
+    sample_weight [B] weights each image (0 leaves it out).
     """
 
     def __init__(self, spec: str | int = "300w", norm: str = "inter_ocular", name: str = "nme", **kwargs):
@@ -133,8 +134,13 @@ class NormalizedMeanError(keras.metrics.Metric):
         else:
             d = ops.norm(ops.max(gt, axis=1) - ops.min(gt, axis=1), axis=-1)
         nme = ops.mean(ops.norm(pred - gt, axis=-1), axis=-1) / ops.maximum(d, 1e-6)
-        self.total.assign_add(ops.sum(nme))
-        self.count.assign_add(ops.cast(ops.shape(nme)[0], "float32"))
+        if sample_weight is None:
+            weight = ops.ones_like(nme)
+        else:  # e.g. 0 for unlabelled faces (all-zero target maps) in distillation
+            weight = ops.reshape(ops.cast(sample_weight, "float32"), [-1])
+            nme = ops.where(weight > 0, nme, 0.0)
+        self.total.assign_add(ops.sum(nme * weight))
+        self.count.assign_add(ops.sum(weight))
 
     def result(self):
         return self.total / keras.ops.maximum(self.count, 1.0)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mobilefan_tf.data import AugmentConfig, build_dataset, crop_matrix, face_box, synthetic_faces
+from mobilefan_tf.data import AugmentConfig, FaceSample, build_dataset, crop_matrix, face_box, synthetic_faces
 from mobilefan_tf.data.augment import NUM_DRAWS, augment_batch, warp_images
 from mobilefan_tf.data.feeder import FaceFeeder
 from mobilefan_tf.heatmaps import encode_heatmaps, input_to_heatmap
@@ -142,6 +142,17 @@ def test_feeder_gives_the_tf_data_batches_and_a_reproducible_stream():
     ds = build_dataset(images, lms, input_size=48, batch_size=5, shuffle=False, with_landmarks=True)
     for mine, ref in zip(feeder[0], next(iter(ds)), strict=True):
         np.testing.assert_allclose(mine, ref.numpy(), atol=0.05)
+    # Distillation batches: the teacher's 2x image of the same crop, and an unlabelled face weighted 0.
+    faces = [FaceSample(f"f{i}", None, im, lm) for i, (im, lm) in enumerate(zip(images, lms, strict=True))]
+    faces.append(FaceSample("u", None, images[0], None, box=face_box(lms[0])))
+    dual = {"input_size": 48, "batch_size": 6, "shuffle": False, "teacher_input_size": 96, "with_label_weight": True,
+            "allow_unlabeled": True}
+    ref = next(iter(build_dataset(faces, **dual)))
+    mine = FaceFeeder(faces, **dual)[0]
+    for key in ("student", "teacher"):
+        np.testing.assert_allclose(mine[0][key], ref[0][key].numpy(), atol=0.05)
+    np.testing.assert_allclose(mine[1], ref[1].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(mine[2], [1, 1, 1, 1, 1, 0])
     a = FaceFeeder(images, lms, input_size=48, batch_size=2, augment=AugmentConfig(), seed=7)
     b = FaceFeeder(images, lms, input_size=48, batch_size=2, augment=AugmentConfig(), seed=7)
     first = a[1][0]

@@ -68,6 +68,7 @@ def test_distiller_terms_match_numpy(pool, fa_normalize):
     )
     images, heatmaps = batch()
     terms = {k: float(v) for k, v in d.compute_losses(images, heatmaps, training=False).items() if k != "pred"}
+    assert terms["kd_loss"] == 0.0  # weight 0: not computed
 
     s_out = {k: v.numpy() for k, v in student.feature_extractor(images, training=False).items()}
     t_out = {k: v.numpy() for k, v in teacher.feature_extractor(images, training=False).items()}
@@ -106,7 +107,7 @@ def test_zero_when_features_identical_positive_otherwise():
     twin = tiny_student(seed=5)
     twin.set_weights(student.get_weights())
     d = Distiller(student, twin)
-    d.compile(keras.optimizers.SGD(0.0), jit_compile=False)
+    d.compile(keras.optimizers.SGD(0.0), fa_weight=1.0, fs_weight=1.0, jit_compile=False)
     identity_adaptors(d)
     images, heatmaps = batch()
     terms = d.compute_losses(images, heatmaps, training=False)
@@ -114,7 +115,7 @@ def test_zero_when_features_identical_positive_otherwise():
     assert float(terms["fa_loss"]) < 1e-10
 
     other = Distiller(student, tiny_student(seed=7))
-    other.compile(keras.optimizers.SGD(0.0), jit_compile=False)
+    other.compile(keras.optimizers.SGD(0.0), fa_weight=1.0, fs_weight=1.0, jit_compile=False)
     identity_adaptors(other)
     terms = other.compute_losses(images, heatmaps, training=False)
     assert float(terms["fs_loss"]) > 0.0

@@ -18,10 +18,11 @@ def test_distilled_student_improves_and_reloads(tmp_path):
     student = build_model("mobilefan", input_size=64, width=0.35, deconv_filters=16)
     teacher = build_model("hourglass", input_size=64, channels=16, depth=3)
     d = Distiller(student, teacher)
-    d.compile(keras.optimizers.Adam(3e-3), fs_pool_size=2, jit_compile=False)
+    d.compile(keras.optimizers.Adam(3e-3), fa_weight=0.01, fs_weight=0.01, kd_weight=1.0, fs_pool_size=2,
+              jit_compile=False)
     start = d.evaluate(val, return_dict=True, verbose=0)["nme"]
     history = d.fit(train, validation_data=val, epochs=5, verbose=0).history
-    assert {"val_loss", "val_heatmap_loss", "val_fa_loss", "val_fs_loss", "val_nme"} <= set(history)
+    assert {"val_loss", "val_heatmap_loss", "val_fa_loss", "val_fs_loss", "val_kd_loss", "val_nme"} <= set(history)
     assert history["val_nme"][-1] < start
 
     path = str(tmp_path / "student.keras")

@@ -33,7 +33,7 @@ def batch(n=4, seed=0):
 @pytest.fixture(scope="module")
 def distiller():
     d = Distiller(tiny_student(), tiny_teacher())
-    d.compile(keras.optimizers.Adam(1e-2), jit_compile=False)
+    d.compile(keras.optimizers.Adam(1e-2), fa_weight=0.01, fs_weight=0.01, kd_weight=1.0, jit_compile=False)
     return d
 
 
@@ -46,7 +46,7 @@ def test_teacher_frozen_student_trains(distiller):
     teacher_before = [w.copy() for w in distiller.teacher.get_weights()]
     student_before = [w.copy() for w in distiller.student.get_weights()]
     logs = distiller.train_on_batch(images, heatmaps, return_dict=True)
-    assert set(logs) >= {"loss", "heatmap_loss", "fa_loss", "fs_loss", "nme"}
+    assert set(logs) >= {"loss", "heatmap_loss", "fa_loss", "fs_loss", "kd_loss", "nme"}
     for a, b in zip(teacher_before, distiller.teacher.get_weights(), strict=True):
         assert np.array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(student_before, distiller.student.get_weights(), strict=True))
@@ -59,17 +59,20 @@ def test_bn_statistics_move_only_in_training(distiller):
     bn = student_bn(distiller)
     before = bn.moving_mean.numpy().copy()
     distiller.test_on_batch(images, heatmaps)
-    distiller.predict(images, verbose=0)
+    distiller.student.predict(images, verbose=0)
     distiller(images, training=False)
     np.testing.assert_array_equal(before, bn.moving_mean.numpy())
     distiller.train_on_batch(images, heatmaps)
     assert not np.array_equal(before, bn.moving_mean.numpy())
 
 
-def test_call_passes_training_through(distiller):
+def test_call_returns_both_models_outputs(distiller):
     images, _ = batch(n=2)
-    np.testing.assert_allclose(distiller(images, training=False), distiller.student(images, training=False))
-    assert distiller(images).shape == (2, SIZE // 4, SIZE // 4, 68)
+    out = distiller(images, training=False)
+    np.testing.assert_allclose(out["student"]["heatmaps"], distiller.student(images, training=False))
+    np.testing.assert_allclose(out["teacher"]["heatmaps"], distiller.teacher(images, training=False)[-1])
+    assert out["student"]["heatmaps"].shape == (2, SIZE // 4, SIZE // 4, 68)
+    assert set(out["student"]) == {"heatmaps", "feat1", "feat2", "feat3"}
 
 
 def test_gradients_reach_student_and_adaptors_not_teacher(distiller):
@@ -101,10 +104,13 @@ def test_backup_weights_round_trip(distiller, tmp_path):
     path = str(tmp_path / "state.weights.h5")
     distiller.save_weights(path)
     other = Distiller(tiny_student(seed=3), tiny_teacher(seed=4))
-    other.compile(keras.optimizers.Adam(1e-2), jit_compile=False)
+    other.compile(keras.optimizers.Adam(1e-2), fa_weight=0.01, fs_weight=0.01, kd_weight=1.0, jit_compile=False)
     other.load_weights(path)
     images, _ = batch(n=2)
-    np.testing.assert_array_equal(other.predict(images, verbose=0), distiller.predict(images, verbose=0))
+    np.testing.assert_array_equal(other.student.predict(images, verbose=0),
+                                  distiller.student.predict(images, verbose=0))
+    for a, b in zip(other.adaptors["feat1"].weights, distiller.adaptors["feat1"].weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 # ------------------------------------------------------------------ bad input
@@ -114,8 +120,8 @@ def test_mismatched_keypoints():
 
 
 def test_mismatched_input_size():
-    with pytest.raises(ValueError, match="input size"):
-        Distiller(tiny_student(), tiny_teacher(input_size=128))
+    with pytest.raises(ValueError, match="whole multiple of the student input size"):
+        Distiller(tiny_student(), tiny_teacher(input_size=96))
 
 
 def test_unknown_stage():
@@ -127,7 +133,7 @@ def test_unknown_stage():
 def test_pool_size_must_divide():
     d = Distiller(tiny_student(), tiny_teacher())
     with pytest.raises(ValueError, match="fs_pool_size"):
-        d.compile("adam", fs_pool_size=3)
+        d.compile("adam", fs_weight=0.01, fs_pool_size=3)
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -147,8 +153,8 @@ class CoarseTeacher(LandmarkModelMixin, keras.Model):
 def test_stage_resolution_mismatch():
     d = Distiller(tiny_student(), CoarseTeacher())
     with pytest.raises(ValueError, match="feat3"):
-        d.compile("adam")
-    d.compile("adam", stages=("feat1", "feat2"))  # the matching stages are fine
+        d.compile("adam", fa_weight=0.01)
+    d.compile("adam", fa_weight=0.01, stages=("feat1", "feat2"))  # the matching stages are fine
 
 
 def test_teacher_checkpoint_of_another_model(tmp_path):

@@ -86,10 +86,12 @@ def test_average_weights_smoke(runs):
 @pytest.mark.slow
 def test_distill_smoke(runs):
     teacher = runs / "teacher" / "best.keras"
-    proc = run_script("distill", "--smoke", f"--teacher={teacher}", "--fs_pool_size=2", f"--workdir={runs / 'distill'}")
+    proc = run_script("distill", "--smoke", f"--teacher={teacher}", "--fs_pool_size=2", "--fa_weight=0.01",
+                      "--fs_weight=0.001", "--kd_weight=1", f"--workdir={runs / 'distill'}")
     check_ok(proc)
     check_training_run(
-        runs / "distill", ["loss", "heatmap_loss", "fa_loss", "fs_loss", "nme", "val_fa_loss", "val_fs_loss", "val_nme"]
+        runs / "distill", ["loss", "heatmap_loss", "fa_loss", "fs_loss", "kd_loss", "nme", "val_fa_loss", "val_fs_loss",
+                           "val_kd_loss", "val_nme"]
     )
 
 

@@ -26,7 +26,7 @@ from mobilefan_tf.heatmaps import encode_heatmaps, input_to_heatmap
 from mobilefan_tf.specs import LandmarkSpec, get_spec
 
 
-def _load(images, landmarks, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def _load(images, landmarks, k: int, allow_unlabeled: bool) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """(uint8 images, float32 landmarks [N, K, 2], face boxes [N, 4]) from an array or `FaceSample`s."""
     if isinstance(images, np.ndarray):
         landmarks = np.asarray(landmarks, np.float32)
@@ -44,9 +44,15 @@ def _load(images, landmarks, k: int) -> tuple[list[np.ndarray], np.ndarray, np.n
             if image is None:
                 raise ValueError(f"{s.image_path}: cannot read the image")
             image = image[:, :, ::-1]
-        lm = np.asarray(s.landmarks, np.float32)
+        where = s.image_path or s.name
+        if s.landmarks is None or not np.isfinite(np.asarray(s.landmarks, np.float32)).any():  # unlabelled
+            if not allow_unlabeled or s.box is None:
+                raise ValueError(f"{where}: no landmarks (unlabelled faces need allow_unlabeled=True and a box)")
+            lm = np.full((k, 2), np.nan, np.float32)
+        else:
+            lm = np.asarray(s.landmarks, np.float32)
         if lm.shape != (k, 2):
-            raise ValueError(f"{s.image_path or s.name}: expected {k} landmarks, got shape {lm.shape}")
+            raise ValueError(f"{where}: expected {k} landmarks, got shape {lm.shape}")
         pixels.append(np.ascontiguousarray(image))
         lms.append(lm)
         boxes.append(face_box(lm) if s.box is None else np.asarray(s.box, np.float32))
@@ -74,6 +80,10 @@ class FaceFeeder(keras.utils.PyDataset):
         with_landmarks: Also yield the landmarks (input pixels), as build_dataset does.
         drop_remainder: Drop the last partial batch.
         num_outputs: Repeat the heatmaps for a model with this many supervised outputs.
+        teacher_input_size: T = r * S: images become ``{"student": [B, S, S, 3],
+            "teacher": [B, T, T, 3]}``, the same augmented face (as build_dataset).
+        with_label_weight: Also yield the label weight [B] (1 labelled, 0 unlabelled) last.
+        allow_unlabeled: Accept faces without landmarks that have a ``box`` (all-zero heatmaps).
         **kwargs: `keras.utils.PyDataset` options (workers, ...).
 
     Each item is float32 images [B, S, S, 3] in 0..255 and heatmaps
@@ -96,11 +106,18 @@ class FaceFeeder(keras.utils.PyDataset):
         with_landmarks: bool = False,
         drop_remainder: bool = False,
         num_outputs: int = 1,
+        teacher_input_size: int | None = None,
+        with_label_weight: bool = False,
+        allow_unlabeled: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if teacher_input_size is not None and (teacher_input_size < input_size or teacher_input_size % input_size):
+            raise ValueError(f"teacher_input_size {teacher_input_size} must be a whole multiple of input_size {input_size}")
         self.spec = get_spec(spec)
-        self.images, self.landmarks, boxes = _load(images, landmarks, self.spec.num_points)
+        self.images, self.landmarks, boxes = _load(images, landmarks, self.spec.num_points, allow_unlabeled)
+        self.sizes = [input_size] + ([teacher_input_size] if teacher_input_size else [])
+        self.with_label_weight = with_label_weight
         self.crops = crop_matrix(boxes, input_size, crop_scale)
         self.input_size = input_size
         self.heatmap_size = heatmap_size or input_size // 4
@@ -121,8 +138,10 @@ class FaceFeeder(keras.utils.PyDataset):
         perm = self.spec.flip_permutation
 
         def fn(images, landmarks, crops, draws):
-            ((pixels, moved),) = augment_batch(images, landmarks, crops, draws, config, [self.input_size], perm)
-            return pixels, encode_heatmaps(input_to_heatmap(moved, stride), self.heatmap_size, self.sigma), moved
+            out = augment_batch(images, landmarks, crops, draws, config, self.sizes, perm)
+            (pixels, moved), big = out[0], [px for px, _ in out[1:]]
+            heatmaps = encode_heatmaps(input_to_heatmap(moved, stride), self.heatmap_size, self.sigma)
+            return (pixels, heatmaps, moved, *big)
 
         if keras.backend.backend() == "jax":
             import jax
@@ -160,10 +179,15 @@ class FaceFeeder(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         indices = self.order(self.epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        pixels, heatmaps, moved = self.batch(indices, self.draws(self.epoch, index, len(indices)))
+        pixels, heatmaps, moved, *big = self.batch(indices, self.draws(self.epoch, index, len(indices)))
+        x = {"student": pixels, "teacher": big[0]} if big else pixels
         if self.with_landmarks:
-            return pixels, heatmaps, moved
-        return pixels, heatmaps if self.num_outputs == 1 else tuple([heatmaps] * self.num_outputs)
+            out = (x, heatmaps, moved)
+        else:
+            out = (x, heatmaps if self.num_outputs == 1 else tuple([heatmaps] * self.num_outputs))
+        if self.with_label_weight:  # labelled: every point finite (unlabelled ones are all NaN)
+            out += (np.isfinite(moved).all(axis=(1, 2)).astype(np.float32),)
+        return out
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -6,6 +6,12 @@ permuted on flips) -> occlusion, colour jitter, blur. Per batch: Gaussian
 heatmaps from `mobilefan_tf.heatmaps.encode_heatmaps`. Randomness is
 stateless, keyed on (seed stream, element index), so a seeded pipeline
 gives the same batches every time it is built.
+
+For cross-resolution distillation (``teacher_input_size``), the one affine
+is also rendered at the teacher's size: the teacher sees the *same*
+augmented face (same geometry, occlusion and colour draws) r times larger.
+Unlabelled faces (``FaceSample.landmarks`` None, ``box`` given) get all-zero
+heatmaps and label weight 0 (``with_label_weight``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,27 @@ from mobilefan_tf.ops import tf_ops
 from mobilefan_tf.specs import LandmarkSpec, get_spec
 
 
-def _validate(samples: Sequence[FaceSample], k: int, skip_bad: bool) -> tuple[list[FaceSample], list[tuple[str, str]]]:
+def is_unlabeled(sample: FaceSample) -> bool:
+    """True for a face without landmarks (landmarks None or all NaN): only a teacher can supervise it."""
+    return sample.landmarks is None or not np.isfinite(np.asarray(sample.landmarks, np.float32)).any()
+
+
+def _landmarks_of(sample: FaceSample, k: int) -> np.ndarray:
+    return np.full((k, 2), np.nan, np.float32) if sample.landmarks is None else np.asarray(sample.landmarks, np.float32)
+
+
+def _validate(
+    samples: Sequence[FaceSample], k: int, skip_bad: bool, allow_unlabeled: bool = False
+) -> tuple[list[FaceSample], list[tuple[str, str]]]:
     good, skipped = [], []
     for s in samples:
         where = s.image_path or s.name
-        problem = check_landmarks(np.asarray(s.landmarks, np.float32), k)
+        if allow_unlabeled and is_unlabeled(s):
+            problem = None if s.box is not None else "an unlabelled face needs a box (FaceSample.box)"
+        elif s.landmarks is None:
+            problem = "no landmarks (unlabelled faces need allow_unlabeled=True and a box)"
+        else:
+            problem = check_landmarks(np.asarray(s.landmarks, np.float32), k)
         if problem is None and s.image is None:
             problem = check_image_file(s.image_path) if s.image_path else "no image_path and no in-memory image"
         if problem is None and s.image is not None and (s.image.ndim != 3 or s.image.shape[-1] != 3):
@@ -44,7 +66,7 @@ def _validate(samples: Sequence[FaceSample], k: int, skip_bad: bool) -> tuple[li
     return good, skipped
 
 
-def _source(images, landmarks, k: int, crop_scale: float, input_size: int, skip_bad: bool):
+def _source(images, landmarks, k: int, crop_scale: float, input_size: int, skip_bad: bool, allow_unlabeled: bool):
     """Returns (dataset of (image or path, landmarks, crop matrix), is_path, N, skipped)."""
     if isinstance(images, np.ndarray):
         if landmarks is None:
@@ -55,10 +77,10 @@ def _source(images, landmarks, k: int, crop_scale: float, input_size: int, skip_
                              f"{images.shape} and {landmarks.shape}")
         mats = crop_matrix(face_box(landmarks), input_size, crop_scale)
         return tf.data.Dataset.from_tensor_slices((images, landmarks, mats)), False, len(images), []
-    samples, skipped = _validate(list(images), k, skip_bad)
+    samples, skipped = _validate(list(images), k, skip_bad, allow_unlabeled)
     if not samples:
         raise ValueError("build_dataset: no usable samples")
-    lms = np.stack([np.asarray(s.landmarks, np.float32) for s in samples])
+    lms = np.stack([_landmarks_of(s, k) for s in samples])
     boxes = np.stack([face_box(s.landmarks) if s.box is None else np.asarray(s.box, np.float32) for s in samples])
     mats = crop_matrix(boxes, input_size, crop_scale)
     if all(s.image is None for s in samples):
@@ -102,6 +124,9 @@ def build_dataset(
     with_landmarks: bool = False,
     skip_bad: bool = False,
     drop_remainder: bool = False,
+    teacher_input_size: int | None = None,
+    with_label_weight: bool = False,
+    allow_unlabeled: bool = False,
 ) -> tf.data.Dataset:
     """Builds the training/evaluation input pipeline.
 
@@ -125,12 +150,21 @@ def build_dataset(
         skip_bad: Drop bad samples (missing/truncated image, wrong K, NaN
             coords) instead of raising; they are listed in ``dataset.skipped``.
         drop_remainder: Drop the last partial batch.
+        teacher_input_size: T = r * S (r a whole number): the image becomes
+            a dict ``{"student": [B, S, S, 3], "teacher": [B, T, T, 3]}``, the
+            same augmented face at both sizes (one affine; the photometric
+            draws are shared too; occlusion and blur scale with the size).
+        with_label_weight: Also yield the label weight [B] (1 labelled, 0
+            unlabelled), as Keras' sample-weight slot: ``(x, heatmaps, weight)``.
+        allow_unlabeled: Accept faces without landmarks (`is_unlabeled`)
+            that have a ``box``; their heatmaps are all zero.
 
     Returns:
         Dataset of ``(image, heatmaps)``: float32 [B, S, S, 3] in 0..255 and
         float32 [B, Hm, Hm, K]; with `with_landmarks` a 3-tuple
         ``(image, heatmaps, landmarks)``, landmarks float32 [B, K, 2] in
-        input-pixel centres (may fall outside 0..S-1 after augmentation).
+        input-pixel centres (may fall outside 0..S-1 after augmentation);
+        with `with_label_weight` the weight comes last.
     """
     spec = get_spec(spec)
     k = spec.num_points
@@ -140,7 +174,11 @@ def build_dataset(
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
 
-    ds, is_path, n, skipped = _source(images, landmarks, k, crop_scale, input_size, skip_bad)
+    if teacher_input_size is not None and (teacher_input_size < input_size or teacher_input_size % input_size):
+        raise ValueError(f"teacher_input_size {teacher_input_size} must be a whole multiple of input_size {input_size}")
+    # The teacher's input shows the same crop r times larger (augment_batch's unit frame).
+    sizes = [input_size] + ([teacher_input_size] if teacher_input_size else [])
+    ds, is_path, n, skipped = _source(images, landmarks, k, crop_scale, input_size, skip_bad, allow_unlabeled)
     ds = ds.enumerate()  # (index, (image/path, landmarks, matrix))
     if shuffle and not cache:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -166,15 +204,22 @@ def build_dataset(
     def augment_one(item, key):
         index, (image, lm, crop) = item
         draws = tf_draws(tf.random.experimental.stateless_fold_in(tf.stack([key, index]), 0))
-        ((pixels, moved),) = augment_batch(image[None], lm[None], crop[None], draws, augment, [input_size], perm, ops)
-        return tf.ensure_shape(pixels[0], [input_size, input_size, 3]), tf.ensure_shape(moved[0], [k, 2])
+        # One set of draws, one affine in the crop's unit frame, rendered at each size.
+        out = augment_batch(image[None], lm[None], crop[None], draws, augment, sizes, perm, ops)
+        pixels = tf.ensure_shape(out[0][0][0], [input_size, input_size, 3])
+        if teacher_input_size:
+            pixels = {"student": pixels, "teacher": tf.ensure_shape(out[1][0][0], [teacher_input_size] * 2 + [3])}
+        return pixels, tf.ensure_shape(out[0][1][0], [k, 2])
 
     ds = ds.map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def add_heatmaps(pixels, lm):
         maps = encode_heatmaps(input_to_heatmap(lm, stride), heatmap_size, sigma, ops=ops)
-        return (pixels, maps, lm) if with_landmarks else (pixels, maps)
+        out = (pixels, maps, lm) if with_landmarks else (pixels, maps)
+        if with_label_weight:  # labelled: every point finite (unlabelled ones are all NaN)
+            out += (tf.cast(tf.reduce_all(tf.math.is_finite(lm), axis=[1, 2]), tf.float32),)
+        return out
 
     ds = ds.map(add_heatmaps, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     ds.skipped = skipped
