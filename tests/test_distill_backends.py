@@ -38,21 +38,26 @@ def jax_result(workdir):
     proc = subprocess.run([sys.executable, os.path.join(root, "tests", "distill_step_script.py"), str(workdir)],
                           env=env, capture_output=True, text=True, timeout=600, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((workdir / "jax.json").read_text())
+    return json.loads((workdir / "jax.json").read_text()), np.load(workdir / "jax_update.npy")
+
+
+def relative_difference(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 @pytest.mark.slow
 def test_same_losses_and_update_on_tensorflow_and_jax(workdir, jax_result):
-    tf_result = step.run(str(workdir))
-    assert tf_result["backend"] == "tensorflow" and jax_result["backend"] == "jax"
-    for name, value in tf_result["terms"].items():
-        np.testing.assert_allclose(jax_result["terms"][name], value, rtol=2e-4, atol=1e-7, err_msg=name)
-    assert tf_result["terms"]["kd_loss"] > 0 and tf_result["terms"]["fs_loss"] > 0
+    jax_info, jax_update = jax_result
+    tf_info, tf_update = step.run(str(workdir))
+    assert tf_info["backend"] == "tensorflow" and jax_info["backend"] == "jax"
+    for name, value in tf_info["terms"].items():
+        np.testing.assert_allclose(jax_info["terms"][name], value, rtol=2e-4, atol=1e-7, err_msg=name)
+    assert tf_info["terms"]["kd_loss"] > 0 and tf_info["terms"]["fs_loss"] > 0
     for name in ("loss", "heatmap_loss", "fa_loss", "fs_loss", "kd_loss"):
-        np.testing.assert_allclose(jax_result["logs"][name], tf_result["logs"][name], rtol=2e-4, err_msg=name)
-    # The update itself: weights after the step agree far more closely than a 2x gradient error would allow.
-    np.testing.assert_allclose(jax_result["weight_sums"], tf_result["weight_sums"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(jax_result["head_kernel"], tf_result["head_kernel"], rtol=1e-3, atol=1e-6)
-    doubled = step.run(str(workdir), grad_scale=2.0)  # a deliberate 2x gradient error must fail the comparison
-    with pytest.raises(AssertionError):
-        np.testing.assert_allclose(jax_result["head_kernel"], doubled["head_kernel"], rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(jax_info["logs"][name], tf_info["logs"][name], rtol=2e-4, err_msg=name)
+    # The update itself (every student weight's change in the step) agrees to float noise ...
+    assert np.linalg.norm(tf_update) > 0
+    assert relative_difference(jax_update, tf_update) < 1e-2
+    # ... while a deliberate 2x gradient error is 100x outside that tolerance.
+    _, doubled = step.run(str(workdir), grad_scale=2.0)
+    assert relative_difference(jax_update, doubled) > 0.4
