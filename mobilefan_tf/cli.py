@@ -1,4 +1,4 @@
-"""The `mobilefan` command: predict, evaluate, export and benchmark.
+"""The `mobilefan` command: predict, track, evaluate, export and benchmark.
 
 Errors print one line, ``mobilefan: error: <file>: <problem>``, on stderr and
 exit non-zero; ``--debug`` shows the traceback instead.
@@ -89,6 +89,8 @@ def _write_json(path: str, data) -> None:
 def cmd_predict(args) -> int:
     from mobilefan_tf.predictor import Predictor, read_image
 
+    if any(os.path.isdir(p) for p in args.images):
+        return cmd_predict_dir(args)
     predictor = Predictor(_load(_model_path(args), args.threads), flip_test=not args.no_flip)
     results, failed = [], 0
     for image_path in args.images:
@@ -122,6 +124,108 @@ def cmd_predict(args) -> int:
     if args.json and results:
         _write_json(args.json, results[0] if len(args.images) == 1 else results)
     return 1 if failed else 0
+
+
+def _face_records(faces: list[dict]) -> list[dict]:
+    return [
+        {
+            "box": [round(float(v), 2) for v in f["box"]],
+            "landmarks": np.round(f["landmarks"].astype(np.float64), 2).tolist(),
+            "scores": np.round(np.asarray(f["scores"], np.float64), 4).tolist(),
+        }
+        for f in faces
+    ]
+
+
+def cmd_predict_dir(args) -> int:
+    """`predict` over folders (recursive) and photos: batched model calls, JSON lines, bad files skipped."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    from mobilefan_tf.bulk import predict_files
+    from mobilefan_tf.predictor import Predictor
+    from mobilefan_tf.video import atomic_output, json_line, list_images
+
+    if args.draw:
+        raise CliError("--draw", "draws one photo; not available with a folder (use --jsonl)")
+    if args.json:
+        raise CliError("--json", "with a folder, write JSON lines with --jsonl OUT")
+    paths, failed = [], 0
+    for item in args.images:
+        found = list_images(item, recursive=True) if os.path.isdir(item) else [item]
+        if not found:
+            print(f"{PROG}: error: {item}: folder has no images", file=sys.stderr)
+            failed += 1
+        paths += found
+    predictor = Predictor(_load(_model_path(args), args.threads), flip_test=not args.no_flip)
+
+    def report(path: str, err: Exception) -> None:
+        nonlocal failed
+        failed += 1
+        tqdm.write(f"{PROG}: error: {' '.join(f'{path}: {err}'.split())}", file=sys.stderr)
+
+    with contextlib.ExitStack() as stack:
+        out = None
+        if args.jsonl == "-":
+            out = sys.stdout
+        elif args.jsonl:
+            out = stack.enter_context(atomic_output(args.jsonl))
+        bar = stack.enter_context(tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr))
+        for path, photo, faces in predict_files(predictor, paths, args.batch_size, args.boxes, on_error=report):
+            record = {"image": path, "width": int(photo.shape[1]), "height": int(photo.shape[0]), "faces": _face_records(faces)}
+            if out is not None:
+                out.write(json_line(record))
+            else:
+                print(f"{path}: {len(faces)} face(s)" + "".join(f"; box {r['box']}" for r in record["faces"]))
+            bar.update(1)
+        bar.update(len(paths) - bar.n)
+    if failed:
+        print(f"{PROG}: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _track_model_path(args) -> str:
+    """The given model, else the shipped int8 TFLite student (same NME as the .keras, ~20x less time per frame)."""
+    if args.model:
+        return args.model
+    from mobilefan_tf.default_model import NoDefaultModelError, default_model_path
+
+    try:
+        return default_model_path("mobilefan_300w_int8.tflite")
+    except NoDefaultModelError:
+        return _model_path(args)
+
+
+def cmd_track(args) -> int:
+    from mobilefan_tf.predictor import Predictor
+    from mobilefan_tf.tracking import Tracker
+    from mobilefan_tf.video import VideoSourceError, track_source
+
+    predictor = Predictor(_load(_track_model_path(args), args.threads), flip_test=not args.no_flip)
+    try:
+        tracker = Tracker(
+            predictor, max_faces=args.max_faces, min_confidence=args.min_confidence, detect_interval=args.detect_interval,
+            smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
+            min_speed=args.min_speed,
+        )
+    except ValueError as err:
+        raise CliError("track", str(err).split(": ", 1)[-1]) from None
+    try:
+        summary = track_source(tracker, args.input, video_out=args.video, jsonl_out=args.jsonl, csv_out=args.csv,
+                               fps=args.fps, max_frames=args.max_frames)
+    except VideoSourceError as err:
+        where, _, problem = str(err).partition(": ")
+        raise CliError(where, problem) from None
+    print(
+        f"{summary['source']}: {summary['frames']} frames at {summary['fps']:g} fps, "
+        f"{summary['faces_per_frame']:.2f} faces per frame, {len(summary['ids'])} face id(s), "
+        f"{summary['detections']} detector run(s)"
+    )
+    for what, path in (("video", args.video), ("landmarks", args.jsonl), ("landmarks", args.csv)):
+        if path:
+            print(f"{what}: {path}")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -224,7 +328,7 @@ def cmd_benchmark(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="MobileFAN facial landmarks: demo, predict, evaluate, export, benchmark.")
+    parser = argparse.ArgumentParser(prog=PROG, description="MobileFAN facial landmarks: demo, predict, track, evaluate, export, benchmark.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -235,15 +339,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped model)"
     flip_help = "run the model once per face (twice as fast) instead of averaging it with its mirror image"
-    p = add("predict", "Find faces in photos and their landmarks.")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = add("predict", "Find faces in photos (or every photo under folders) and their landmarks.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos and/or folders (searched recursively)")
     p.add_argument("--model", help=model_help)
     p.add_argument("--json", metavar="OUT", help="write {image, faces: [{box, landmarks, scores}]} JSON ('-': stdout)")
     p.add_argument("--draw", metavar="OUT.png", help="save the photo with boxes and landmarks drawn")
     p.add_argument("--boxes", nargs="+", type=_box, metavar="x0,y0,x1,y1", help="face boxes (skip detection)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.add_argument("--no_flip", action="store_true", help=flip_help)
+    p.add_argument("--jsonl", metavar="OUT", help="with a folder: one JSON line per image ('-': stdout)")
+    p.add_argument("--batch_size", type=int, default=32, help="with a folder: faces per model call")
     p.set_defaults(func=cmd_predict)
+
+    from mobilefan_tf.tracking import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, DEFAULT_MIN_SPEED
+
+    p = add("track", "Track faces and their landmarks through a video file, an image-sequence folder or a webcam.")
+    p.add_argument("input", metavar="INPUT", help="video file, folder of frames (natural order), or webcam index (0)")
+    p.add_argument("--model", help="model (default: the shipped int8 TFLite student)")
+    p.add_argument("--video", metavar="OUT.mp4", help="write the annotated video (.mp4, .avi, .mkv, .mov)")
+    p.add_argument("--jsonl", metavar="OUT", help="one JSON line per frame: {frame, time, faces: [{id, confidence, detected, box, landmarks}]}")
+    p.add_argument("--csv", metavar="OUT", help="one row per face per frame: frame, time, id, confidence, detected, x0, y0, ...")
+    p.add_argument("--max_faces", type=int, default=4, help="faces tracked at most")
+    p.add_argument("--min_confidence", type=float, default=0.35, help="mean landmark score below which a face is lost")
+    p.add_argument("--detect_interval", type=int, default=30, help="frames between detector runs while fewer than --max_faces are tracked")
+    p.add_argument("--no_smooth", action="store_true", help="report the raw landmarks (no One-Euro filter)")
+    p.add_argument("--min_cutoff", type=float, default=DEFAULT_MIN_CUTOFF, help="One-Euro cutoff (Hz) of a still face: lower, less jitter")
+    p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="One-Euro speed coefficient (per face size / s): higher, less lag")
+    p.add_argument("--d_cutoff", type=float, default=DEFAULT_D_CUTOFF, help="One-Euro cutoff (Hz) of the speed estimate")
+    p.add_argument("--min_speed", type=float, default=DEFAULT_MIN_SPEED, help="speeds below this (face sizes / s) count as still")
+    p.add_argument("--fps", type=float, help="frame rate of a folder or webcam (default: the video's, else 30)")
+    p.add_argument("--max_frames", type=int, help="stop after this many frames")
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads")
+    p.add_argument("--no_flip", action="store_true", help=flip_help)
+    p.set_defaults(func=cmd_track)
 
     p = add("demo", "Run the shipped model on a bundled photo, offline: writes JSON and a drawing.")
     p.add_argument("--out", default="mobilefan_demo", help="output folder")
