@@ -82,6 +82,18 @@ def _blur(heatmaps, sigma: float, ops):
     return ops.depthwise_conv(out, ops.convert_to_tensor(ky), 1, "same")
 
 
+def _argmax_last(x, ops):
+    """int32 argmax over the last axis. On TensorFlow `tf.argmax` itself: keras' TF argmax checks
+    for -0.0 with a BitwiseAnd, which TFLite cannot run (exported graphs decode with this)."""
+    import keras
+
+    if ops is not keras.ops or keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=-1, output_type=tf.int32)
+    return ops.cast(ops.argmax(x, axis=-1), "int32")
+
+
 def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1.0, ops=None):
     """Finds each landmark's sub-pixel position in its heatmap.
 
@@ -109,7 +121,7 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
     height, width, k = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
     maps = ops.transpose(heatmaps, [0, 3, 1, 2])  # [B, K, H, W]
     flat = ops.reshape(maps, [-1, k, height * width])
-    idx = ops.cast(ops.argmax(flat, axis=-1), "int32")  # [B, K]
+    idx = _argmax_last(flat, ops)  # [B, K]
     scores = ops.max(flat, axis=-1)
     iy = idx // width
     ix = idx - iy * width
@@ -149,7 +161,7 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
     hxy = 0.25 * (logv(1, 1) - logv(1, -1) - logv(-1, 1) + logv(-1, -1))
     det = hxx * hyy - hxy * hxy
     # Newton step -H^-1 g, only where the log-map is concave (a real peak).
-    ok = (det > 1e-6) & (hxx < 0.0)
+    ok = ops.logical_and(det > 1e-6, hxx < 0.0)  # not `&`: that is BitwiseAnd, which TFLite lacks
     safe_det = ops.where(ok, det, ops.ones_like(det))
     ox = -(hyy * gx - hxy * gy) / safe_det
     oy = -(hxx * gy - hxy * gx) / safe_det
