@@ -36,9 +36,9 @@ setup(
         "scikit-image",  # the demo photo
     ],
     extras_require={
-        # jax + optax: the GPU trainer (experiments/jax_train.py); its tests run on the CPU.
-        "test": ["pytest", "ruff", "jax>=0.4.30", "optax"],
-        "jax": ["jax>=0.4.30", "optax"],
+        # jax: the scripts under KERAS_BACKEND=jax (tests/test_backends.py, tests/test_distill_backends.py).
+        "test": ["pytest", "ruff", "jax>=0.4.30"],
+        "jax": ["jax>=0.4.30"],
         # dlib's 68-point shape predictor file, for the comparison rows of `mobilefan benchmark`.
         "bench": ["face_recognition_models"],
         "qat": ["tf_keras>=2.21,<2.22", "tensorflow-model-optimization"],

@@ -3,7 +3,7 @@
 One `train_on_batch` (Adam + MSE, as `training.compile_heatmap_model`) on random
 images and heatmaps; the median of ``--steps`` timed steps after two warm-up
 steps. Prints a table, then the rows as JSON. The GPU numbers in the model card
-come from `experiments/jax_train.py`'s own logs (``results/logs/gpu/*.csv``,
+come from the former `experiments/jax_train.py`'s own logs (``results/logs/gpu/*.csv``,
 column ``seconds``), not from this script.
 
     python benchmarks/bench_train_step.py                          # mobilefan at 256, batch 16

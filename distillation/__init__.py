@@ -1,8 +1,8 @@
 """Knowledge distillation for MobileFAN: FAD and FSD losses and the `Distiller`.
 
-The losses are plain Keras ops (any backend); the `Distiller` is TensorFlow.
-It is imported on first use, so ``distillation.losses`` also loads on a
-machine with JAX and no TensorFlow (see ``experiments/jax_train.py``).
+Everything here is plain Keras (any backend): the losses are keras.ops and the
+`Distiller` trains through Keras' own per-backend step (TensorFlow, JAX). It is
+imported on first use, so ``distillation.losses`` loads without it.
 """
 
 from .losses import (

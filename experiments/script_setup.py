@@ -45,6 +45,14 @@ Distribution (``--strategy``):
     BatchNorm running statistics are per replica, each worker's from its
     own share of the batches. On one machine (a
     test), list ``127.0.0.1:PORT`` twice with two ports.
+
+Keras backends: the scripts run under any ``KERAS_BACKEND`` through
+``model.fit``. Under TensorFlow the input is the tf.data pipeline; under
+another backend (JAX) it is `mobilefan_tf.data.feeder.FaceFeeder`, the same
+augmentation drawn by NumPy and applied in keras.ops, which needs no
+TensorFlow (``--input_pipeline`` picks one explicitly). ``--data_dir`` may
+also be a packed ``.npz`` (``python -m experiments.pack_faces``) for a
+machine without the data; ``--time_budget`` stops training between epochs.
 """
 
 from __future__ import annotations
@@ -87,6 +95,9 @@ def define_flags(script: str, preset: str) -> None:
     flags.DEFINE_integer("batch_size", None, "Global batch size (default 16; 8 with --smoke).")
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy (multiworker: old "
                       "spelling of multi_worker).")
+    flags.DEFINE_enum("input_pipeline", "auto", ["auto", "tf_data", "feeder"], "Training input: tf.data (needs "
+                      "TensorFlow), the NumPy/PyDataset feeder (any backend), or auto: tf.data on the TensorFlow "
+                      "backend, else the feeder.")
     flags.DEFINE_bool("smoke", False, "Synthetic faces and a tiny model: an end-to-end run in about a minute.")
 
 
@@ -98,14 +109,31 @@ def define_training_flags(epoch_weights: bool = True) -> None:
     flags.DEFINE_bool("augment", True, "Random geometric + photometric augmentation of training faces.")
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
     flags.DEFINE_string("init_weights", None, "Start from these weights (.keras or .weights.h5 of the same preset), "
-                        "e.g. a GPU run of experiments.jax_train, to fine-tune on.")
+                        "e.g. a GPU run (KERAS_BACKEND=jax), to fine-tune on.")
+    flags.DEFINE_float("time_budget", 0.0, "Stop training (between epochs) when the next epoch would end after "
+                       "this many seconds from the start; 0: no limit.")
     if epoch_weights:  # the Distiller's checkpoints are not a bare student's: no averaging there
         flags.DEFINE_bool("keep_epoch_weights", False, "Keep every epoch's weights in WORKDIR/epochs/ (about 9 MB each "
                           "for the paper preset), for experiments.average_weights.")
 
 
+class _NoStrategy:
+    """One device, any backend: a ``scope()`` that does nothing."""
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def get_strategy(name: str):
     """The `tf.distribute` strategy named by ``--strategy`` (see the module docstring)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if name != "default":
+            raise app.UsageError(f"--strategy {name} needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
+        return _NoStrategy()
     import tensorflow as tf
 
     name = STRATEGIES[name]
@@ -202,6 +230,18 @@ def load_samples(split: str = "train") -> list:
     spec = dataset_spec()
     if FLAGS.smoke and spec.name == "300w" and spec.is_builtin:
         return smoke_samples(seed=0 if split == "train" else 1)
+    if FLAGS.data_dir.endswith(".npz"):  # packed faces (experiments.pack_faces), e.g. on a GPU machine
+        from mobilefan_tf.data import split_300w
+        from mobilefan_tf.data.packed import read_packed
+
+        try:
+            packed = read_packed(FLAGS.data_dir)
+        except (OSError, ValueError) as err:
+            raise app.UsageError(str(err).splitlines()[0]) from None
+        samples = split_300w(packed, split)
+        if not samples:
+            raise app.UsageError(f"{FLAGS.data_dir}: no faces in the 300W {split!r} split")
+        return samples
     data_dir = None if is_coco_file(FLAGS.dataset) and not FLAGS["data_dir"].present else FLAGS.data_dir
     if data_dir is not None:
         data_dir = os.path.abspath(data_dir)
@@ -243,8 +283,7 @@ def training_data(input_size: int, config, workdir: str, teacher_input_size: int
         (train_ds repeating forever, val_ds, steps_per_epoch); an epoch covers
         the labelled and unlabelled training faces once.
     """
-    from mobilefan_tf.data import AugmentConfig, build_dataset, write_split_list
-    from mobilefan_tf.training import resumed_epoch
+    from mobilefan_tf.data import AugmentConfig, write_split_list
 
     train, val = train_val_samples()
     if not train or not val:
@@ -260,6 +299,16 @@ def training_data(input_size: int, config, workdir: str, teacher_input_size: int
     if teacher_input_size is not None:
         common.update(teacher_input_size=teacher_input_size, with_label_weight=True)
     train = list(train) + list(unlabeled or [])
+    if use_feeder():
+        from mobilefan_tf.data.feeder import FaceFeeder
+
+        # Whole batches only: one compiled shape for the jit-compiled step (the order changes every epoch).
+        train_ds = FaceFeeder(train, augment=augment, shuffle=True, seed=config.seed, drop_remainder=True,
+                              allow_unlabeled=bool(unlabeled), **common)
+        return train_ds, FaceFeeder(val, shuffle=False, **common), len(train_ds)
+    from mobilefan_tf.data import build_dataset  # tf.data: TensorFlow
+    from mobilefan_tf.training import resumed_epoch
+
     steps = math.ceil(len(train) / config.batch_size)
     # A resumed run continues the shuffle / augmentation stream where the killed one stopped.
     start = resumed_epoch(workdir) * steps * config.batch_size
@@ -267,6 +316,39 @@ def training_data(input_size: int, config, workdir: str, teacher_input_size: int
                              allow_unlabeled=bool(unlabeled), start=start, **common)
     val_ds = build_dataset(val, shuffle=False, cache=True, **common)
     return train_ds, val_ds, steps
+
+
+def use_feeder() -> bool:
+    """Whether ``--input_pipeline`` (auto: any backend but TensorFlow) selects the NumPy feeder."""
+    import keras
+
+    if FLAGS.input_pipeline == "auto":
+        return keras.backend.backend() != "tensorflow"
+    if FLAGS.input_pipeline == "tf_data" and keras.backend.backend() != "tensorflow":
+        raise app.UsageError(f"--input_pipeline tf_data needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
+    return FLAGS.input_pipeline == "feeder"
+
+
+def time_budget_callback(seconds: float):
+    """A callback stopping `model.fit` between epochs when the next one would overrun `seconds` (0: none)."""
+    import time
+
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start = time.time()
+            self.last = self.start
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.time()
+            per_epoch, self.last = now - self.last, now
+            if seconds > 0 and now - self.start + per_epoch > seconds:
+                print(f"time budget: stopping after epoch {epoch + 1} ({now - self.start:.0f} s of {seconds:g})")
+                self.model.stop_training = True
+
+    return [TimeBudget()] if seconds > 0 else []
 
 
 def print_history(history) -> None:
@@ -310,6 +392,6 @@ def run_supervised() -> None:
     with strategy.scope():
         compile_heatmap_model(model, config, dataset_spec(), steps)
     history = fit(model, train_ds, val_ds, config, FLAGS.workdir, spec=dataset_spec(), steps_per_epoch=steps,
-                  keep_epoch_weights=FLAGS.keep_epoch_weights)
+                  keep_epoch_weights=FLAGS.keep_epoch_weights, extra_callbacks=time_budget_callback(FLAGS.time_budget))
     print_history(history)
     print(f"best checkpoint: {os.path.join(FLAGS.workdir, 'best.keras')}")

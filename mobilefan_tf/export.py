@@ -28,9 +28,21 @@ import tempfile
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mobilefan_tf.heatmaps import decode_to_input
+
+
+class _LazyTensorFlow:
+    """``tensorflow``, imported on first use: the constants here (and evaluation/predictor,
+    which import them) also load on a machine without TensorFlow."""
+
+    def __getattr__(self, name):
+        import tensorflow
+
+        return getattr(tensorflow, name)
+
+
+tf = _LazyTensorFlow()
 
 METADATA_FILE = "mobilefan.json"
 DEFAULT_CROP_SCALE = 1.25

@@ -1,4 +1,4 @@
-"""Gaussian heatmap encoding and sub-pixel decoding, in TensorFlow.
+"""Gaussian heatmap encoding and sub-pixel decoding, written once in `keras.ops`.
 
 Coordinate frame (used everywhere in this package): landmarks are (x, y) in
 0-based *pixel-centre* coordinates, i.e. the centre of the pixel in row i,
@@ -8,8 +8,11 @@ stride s = input_size / heatmap_size covers the same area, so
     heatmap_xy = (input_xy + 0.5) / s - 0.5,
     input_xy   = (heatmap_xy + 0.5) * s - 0.5.
 
-Everything here is vectorised TF (no Python loops over points), so decoding
-can live inside an exported SavedModel or TFLite graph.
+Everything here is vectorised `keras.ops` (no Python loops over points), so
+it runs on every Keras backend, and on TensorFlow it can live inside an
+exported SavedModel or TFLite graph or a tf.data map function. ``ops``
+selects the implementation (see `mobilefan_tf.ops`): None for the active
+backend, `mobilefan_tf.ops.tf_ops()` for TensorFlow graphs under any backend.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
+
+from mobilefan_tf.ops import resolve
 
 
 def input_to_heatmap(xy, stride: float):
@@ -30,7 +34,7 @@ def heatmap_to_input(xy, stride: float):
     return (xy + 0.5) * stride - 0.5
 
 
-def encode_heatmaps(landmarks, heatmap_size: int, sigma: float = 1.0):
+def encode_heatmaps(landmarks, heatmap_size: int, sigma: float = 1.0, ops=None):
     """Renders one unnormalised Gaussian (peak 1) per landmark.
 
     The centre is the exact sub-pixel position (no rounding), so decoding can
@@ -40,23 +44,25 @@ def encode_heatmaps(landmarks, heatmap_size: int, sigma: float = 1.0):
         landmarks: [..., K, 2] float, (x, y) in heatmap pixels.
         heatmap_size: H = W of the output.
         sigma: Gaussian standard deviation in heatmap pixels.
+        ops: keras.ops implementation (None: the active backend).
 
     Returns:
         [..., H, W, K] float32 heatmaps. Points with non-finite coordinates
         give an all-zero map.
     """
-    landmarks = tf.convert_to_tensor(landmarks, tf.float32)
-    grid = tf.range(heatmap_size, dtype=tf.float32)
-    x = landmarks[..., 0][..., None]  # [..., K, 1]
-    y = landmarks[..., 1][..., None]
-    gx = tf.exp(-tf.square(grid - x) / (2.0 * sigma**2))  # [..., K, W]
-    gy = tf.exp(-tf.square(grid - y) / (2.0 * sigma**2))  # [..., K, H]
+    ops = resolve(ops)
+    landmarks = ops.cast(ops.convert_to_tensor(landmarks), "float32")
+    grid = ops.arange(heatmap_size, dtype="float32")
+    x = ops.expand_dims(landmarks[..., 0], -1)  # [..., K, 1]
+    y = ops.expand_dims(landmarks[..., 1], -1)
+    gx = ops.exp(-ops.square(grid - x) / (2.0 * sigma**2))  # [..., K, W]
+    gy = ops.exp(-ops.square(grid - y) / (2.0 * sigma**2))  # [..., K, H]
     # Separable Gaussian: outer product of the two 1-D profiles.
-    maps = gy[..., :, None] * gx[..., None, :]  # [..., K, H, W]
-    maps = tf.where(tf.math.is_finite(maps), maps, tf.zeros_like(maps))
+    maps = ops.expand_dims(gy, -1) * ops.expand_dims(gx, -2)  # [..., K, H, W]
+    maps = ops.where(ops.isfinite(maps), maps, ops.zeros_like(maps))
     rank = len(maps.shape)
     perm = list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3]
-    return tf.transpose(maps, perm)
+    return ops.transpose(maps, perm)
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -66,17 +72,29 @@ def _gaussian_kernel(sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def _blur(heatmaps, sigma: float):
-    """Separable Gaussian blur of each channel of [B, H, W, K] maps."""
+def _blur(heatmaps, sigma: float, ops):
+    """Separable Gaussian blur ("same" size, zero outside) of each channel of [B, H, W, K] maps."""
     k = _gaussian_kernel(sigma)
     channels = heatmaps.shape[-1]
-    kx = tf.constant(np.tile(k[None, :, None, None], (1, 1, channels, 1)))
-    ky = tf.constant(np.tile(k[:, None, None, None], (1, 1, channels, 1)))
-    out = tf.nn.depthwise_conv2d(heatmaps, kx, [1, 1, 1, 1], "SAME")
-    return tf.nn.depthwise_conv2d(out, ky, [1, 1, 1, 1], "SAME")
+    kx = np.tile(k[None, :, None, None], (1, 1, channels, 1))
+    ky = np.tile(k[:, None, None, None], (1, 1, channels, 1))
+    out = ops.depthwise_conv(heatmaps, ops.convert_to_tensor(kx), 1, "same")
+    return ops.depthwise_conv(out, ops.convert_to_tensor(ky), 1, "same")
 
 
-def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1.0):
+def _argmax_last(x, ops):
+    """int32 argmax over the last axis. On TensorFlow `tf.argmax` itself: keras' TF argmax checks
+    for -0.0 with a BitwiseAnd, which TFLite cannot run (exported graphs decode with this)."""
+    import keras
+
+    if ops is not keras.ops or keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=-1, output_type=tf.int32)
+    return ops.cast(ops.argmax(x, axis=-1), "int32")
+
+
+def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1.0, ops=None):
     """Finds each landmark's sub-pixel position in its heatmap.
 
     Args:
@@ -88,6 +106,7 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
         blur_sigma: For ``"dark"``: Gaussian smoothing (heatmap pixels) applied
             before the Taylor step, which makes noisy predictions closer to a
             Gaussian; None to skip. Blurring a Gaussian keeps its centre.
+        ops: keras.ops implementation (None: the active backend).
 
     Returns:
         coords: [B, K, 2] float32 (x, y) in heatmap pixels.
@@ -95,43 +114,44 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
     """
     if method not in ("argmax", "quarter", "dark"):
         raise ValueError(f"Unknown decode method {method!r}: use argmax, quarter or dark")
-    heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
-    if heatmaps.shape.rank != 4:
-        raise ValueError(f"heatmaps must be [B, H, W, K], got shape {heatmaps.shape}")
+    ops = resolve(ops)
+    heatmaps = ops.cast(ops.convert_to_tensor(heatmaps), "float32")
+    if len(heatmaps.shape) != 4:
+        raise ValueError(f"heatmaps must be [B, H, W, K], got shape {tuple(heatmaps.shape)}")
     height, width, k = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
-    maps = tf.transpose(heatmaps, [0, 3, 1, 2])  # [B, K, H, W]
-    flat = tf.reshape(maps, [-1, k, height * width])
-    idx = tf.argmax(flat, axis=-1, output_type=tf.int32)  # [B, K]
-    scores = tf.reduce_max(flat, axis=-1)
+    maps = ops.transpose(heatmaps, [0, 3, 1, 2])  # [B, K, H, W]
+    flat = ops.reshape(maps, [-1, k, height * width])
+    idx = _argmax_last(flat, ops)  # [B, K]
+    scores = ops.max(flat, axis=-1)
     iy = idx // width
     ix = idx - iy * width
-    coords = tf.cast(tf.stack([ix, iy], axis=-1), tf.float32)
+    coords = ops.cast(ops.stack([ix, iy], axis=-1), "float32")
     if method == "argmax":
         return coords, scores
     if method == "dark":
         # Expand around the nearest interior pixel, so a peak on the border
         # still has a full 3x3 neighbourhood (the log of a Gaussian is
         # quadratic everywhere, so the Newton step stays exact).
-        ix = tf.clip_by_value(ix, 1, width - 2)
-        iy = tf.clip_by_value(iy, 1, height - 2)
-        coords = tf.cast(tf.stack([ix, iy], axis=-1), tf.float32)
+        ix = ops.clip(ix, 1, width - 2)
+        iy = ops.clip(iy, 1, height - 2)
+        coords = ops.cast(ops.stack([ix, iy], axis=-1), "float32")
 
-    src = _blur(heatmaps, blur_sigma) if (method == "dark" and blur_sigma) else heatmaps
+    src = _blur(heatmaps, blur_sigma, ops) if (method == "dark" and blur_sigma) else heatmaps
     # Pad by one pixel (edge values) so the 3x3 neighbourhood always exists.
-    padded = tf.pad(tf.transpose(src, [0, 3, 1, 2]), [[0, 0], [0, 0], [1, 1], [1, 1]], "SYMMETRIC")
-    pflat = tf.reshape(padded, [-1, k, (height + 2) * (width + 2)])
+    padded = ops.pad(ops.transpose(src, [0, 3, 1, 2]), [[0, 0], [0, 0], [1, 1], [1, 1]], mode="symmetric")
+    pflat = ops.reshape(padded, [-1, k, (height + 2) * (width + 2)])
 
     def at(dx: int, dy: int):
         j = (iy + 1 + dy) * (width + 2) + (ix + 1 + dx)
-        return tf.gather(pflat, j[..., None], batch_dims=2)[..., 0]
+        return ops.take_along_axis(pflat, ops.expand_dims(j, -1), axis=-1)[..., 0]
 
     if method == "quarter":
-        dx = tf.sign(at(1, 0) - at(-1, 0)) * 0.25
-        dy = tf.sign(at(0, 1) - at(0, -1)) * 0.25
-        return coords + tf.stack([dx, dy], axis=-1), scores
+        dx = ops.sign(at(1, 0) - at(-1, 0)) * 0.25
+        dy = ops.sign(at(0, 1) - at(0, -1)) * 0.25
+        return coords + ops.stack([dx, dy], axis=-1), scores
 
     def logv(dx: int, dy: int):
-        return tf.math.log(tf.maximum(at(dx, dy), 1e-10))
+        return ops.log(ops.maximum(at(dx, dy), 1e-10))
 
     c = logv(0, 0)
     gx = 0.5 * (logv(1, 0) - logv(-1, 0))
@@ -141,21 +161,21 @@ def decode_heatmaps(heatmaps, method: str = "dark", blur_sigma: float | None = 1
     hxy = 0.25 * (logv(1, 1) - logv(1, -1) - logv(-1, 1) + logv(-1, -1))
     det = hxx * hyy - hxy * hxy
     # Newton step -H^-1 g, only where the log-map is concave (a real peak).
-    ok = (det > 1e-6) & (hxx < 0.0)
-    safe_det = tf.where(ok, det, tf.ones_like(det))
+    ok = ops.logical_and(det > 1e-6, hxx < 0.0)  # not `&`: that is BitwiseAnd, which TFLite lacks
+    safe_det = ops.where(ok, det, ops.ones_like(det))
     ox = -(hyy * gx - hxy * gy) / safe_det
     oy = -(hxx * gy - hxy * gx) / safe_det
-    offset = tf.clip_by_value(tf.stack([ox, oy], axis=-1), -1.5, 1.5)
-    offset = tf.where(ok[..., None], offset, tf.zeros_like(offset))
+    offset = ops.clip(ops.stack([ox, oy], axis=-1), -1.5, 1.5)
+    offset = ops.where(ops.expand_dims(ok, -1), offset, ops.zeros_like(offset))
     return coords + offset, scores
 
 
-def decode_to_input(heatmaps, input_size: int, method: str = "dark", blur_sigma: float | None = 1.0):
+def decode_to_input(heatmaps, input_size: int, method: str = "dark", blur_sigma: float | None = 1.0, ops=None):
     """`decode_heatmaps`, with coordinates mapped to input pixels.
 
     Returns:
         landmarks: [B, K, 2] (x, y) in input pixels; scores: [B, K].
     """
-    coords, scores = decode_heatmaps(heatmaps, method=method, blur_sigma=blur_sigma)
+    coords, scores = decode_heatmaps(heatmaps, method=method, blur_sigma=blur_sigma, ops=ops)
     stride = input_size / heatmaps.shape[1]
     return heatmap_to_input(coords, stride), scores

@@ -116,34 +116,33 @@ class NormalizedMeanError(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        # TensorFlow only here: the NumPy metrics above also load without it (JAX machines).
-        import tensorflow as tf
-
+        # keras.ops (any backend); imported here so the NumPy metrics above load without Keras models.
         from mobilefan_tf.heatmaps import decode_heatmaps
 
+        ops = keras.ops
         spec = get_spec(self.spec_config)
         gt, _ = decode_heatmaps(y_true)
         pred, _ = decode_heatmaps(y_pred)
         if self.norm == "inter_ocular":
             a, b = spec.eye_outer
-            d = tf.norm(gt[:, a] - gt[:, b], axis=-1)
+            d = ops.norm(gt[:, a] - gt[:, b], axis=-1)
         elif self.norm == "inter_pupil":
             if spec.pupils is not None:
                 pa, pb = gt[:, spec.pupils[0]], gt[:, spec.pupils[1]]
             else:
-                pa = tf.reduce_mean(tf.gather(gt, list(spec.eye_contours[0]), axis=1), axis=1)
-                pb = tf.reduce_mean(tf.gather(gt, list(spec.eye_contours[1]), axis=1), axis=1)
-            d = tf.norm(pa - pb, axis=-1)
+                pa = ops.mean(ops.take(gt, list(spec.eye_contours[0]), axis=1), axis=1)
+                pb = ops.mean(ops.take(gt, list(spec.eye_contours[1]), axis=1), axis=1)
+            d = ops.norm(pa - pb, axis=-1)
         else:
-            d = tf.norm(tf.reduce_max(gt, axis=1) - tf.reduce_min(gt, axis=1), axis=-1)
-        nme = tf.reduce_mean(tf.norm(pred - gt, axis=-1), axis=-1) / tf.maximum(d, 1e-6)
+            d = ops.norm(ops.max(gt, axis=1) - ops.min(gt, axis=1), axis=-1)
+        nme = ops.mean(ops.norm(pred - gt, axis=-1), axis=-1) / ops.maximum(d, 1e-6)
         if sample_weight is None:
-            weight = tf.ones_like(nme)
+            weight = ops.ones_like(nme)
         else:  # e.g. 0 for unlabelled faces (all-zero target maps) in distillation
-            weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
-            nme = tf.where(weight > 0, nme, 0.0)
-        self.total.assign_add(tf.reduce_sum(nme * weight))
-        self.count.assign_add(tf.reduce_sum(weight))
+            weight = ops.reshape(ops.cast(sample_weight, "float32"), [-1])
+            nme = ops.where(weight > 0, nme, 0.0)
+        self.total.assign_add(ops.sum(nme * weight))
+        self.count.assign_add(ops.sum(weight))
 
     def result(self):
         return self.total / keras.ops.maximum(self.count, 1.0)

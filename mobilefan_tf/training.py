@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 
 import keras
-import tensorflow as tf
 
 from mobilefan_tf.metrics import NormalizedMeanError
+from mobilefan_tf.schedule import WarmupSchedule  # noqa: F401 - re-exported: saved models name it here
 from mobilefan_tf.specs import get_spec
 
 
@@ -46,41 +45,6 @@ class TrainConfig:
     weight_decay: float = 0.0
     sigma: float = 1.0
     seed: int = 0
-
-
-@keras.saving.register_keras_serializable(package="mobilefan_tf")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak`, then cosine / step / constant decay (per step)."""
-
-    def __init__(self, peak, total_steps, warmup_steps, kind="cosine", boundaries=(), min_ratio=0.01):
-        self.peak = float(peak)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.kind = kind
-        self.boundaries = tuple(int(b) for b in boundaries)
-        self.min_ratio = float(min_ratio)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = tf.cast(max(self.warmup_steps, 1), tf.float32)
-        if self.kind == "cosine":
-            span = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
-            t = tf.clip_by_value((step - warm) / span, 0.0, 1.0)
-            decayed = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + tf.cos(math.pi * t))
-        elif self.kind == "step":
-            decayed = tf.constant(1.0)
-            for b in self.boundaries:
-                decayed = tf.where(step >= b, decayed * 0.1, decayed)
-        else:
-            decayed = tf.constant(1.0)
-        ramp = tf.minimum(1.0, (step + 1.0) / warm) if self.warmup_steps > 0 else 1.0
-        return self.peak * ramp * decayed
-
-    def get_config(self):
-        return {
-            "peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-            "kind": self.kind, "boundaries": self.boundaries, "min_ratio": self.min_ratio,
-        }
 
 
 def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> WarmupSchedule:
@@ -119,16 +83,41 @@ def compile_heatmap_model(model: keras.Model, config: TrainConfig, spec, steps_p
     else:
         metrics = [NormalizedMeanError(spec.name, name="nme")]
         loss = "mse"
-    # XLA (jit_compile) is 4-7x slower on CPU here; keep it off explicitly.
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss, metrics=metrics, jit_compile=False)
+    # TensorFlow: XLA (jit_compile) is 4-7x slower on CPU here, so it is off. Other backends
+    # (JAX) compile the step with their own jit: without it every op would run eagerly.
+    jit = False if keras.backend.backend() == "tensorflow" else "auto"
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss, metrics=metrics, jit_compile=jit)
     return model
 
 
-def repeat_targets(dataset: tf.data.Dataset, num_outputs: int) -> tf.data.Dataset:
-    """Maps (x, y) to (x, (y,) * n) for a model with n supervised outputs."""
+def repeat_targets(dataset, num_outputs: int):
+    """Maps (x, y) to (x, (y,) * n) for a model with n supervised outputs.
+
+    A tf.data dataset gets a map; a `keras.utils.PyDataset` feeder
+    (`mobilefan_tf.data.feeder.FaceFeeder`) is told `num_outputs` instead.
+    """
+    if isinstance(dataset, keras.utils.PyDataset):
+        dataset.num_outputs = num_outputs
+        return dataset
     if num_outputs == 1:
         return dataset
     return dataset.map(lambda x, y, *rest: (x, tuple([y] * num_outputs)))
+
+
+def _num_batches(dataset) -> int:
+    """Batches per pass: ``len`` of a PyDataset, the cardinality of a tf.data dataset (-1: infinite)."""
+    if isinstance(dataset, keras.utils.PyDataset):
+        return len(dataset)
+    return int(dataset.cardinality())
+
+
+def tensorboard_available() -> bool:
+    """Keras' TensorBoard callback writes through ``tensorflow.summary``: only with TensorFlow installed."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def nme_monitor_name(model: keras.Model) -> str:
@@ -214,7 +203,7 @@ def make_callbacks(
         callbacks.append(keras.callbacks.ModelCheckpoint(
             os.path.join(workdir, "epochs", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ))
-    if tensorboard:
+    if tensorboard and tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tb"), update_freq="epoch"))
     return callbacks
 
@@ -249,7 +238,7 @@ def _patch_multi_worker_mean() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
-def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
+def build_for_strategy(model: keras.Model, dataset) -> None:
     """Builds a model created under a `tf.distribute` strategy from one local batch of `dataset`.
 
     Keras 3's `fit` builds such a model by taking the first *distributed*
@@ -264,6 +253,8 @@ def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None:
         return
+    import tensorflow as tf  # a strategy exists only on the TensorFlow backend
+
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _patch_multi_worker_mean()
     with strategy.scope():
@@ -273,8 +264,8 @@ def build_for_strategy(model: keras.Model, dataset: tf.data.Dataset) -> None:
 
 def fit(
     model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset | None,
+    train_ds,
+    val_ds,
     config: TrainConfig,
     workdir: str,
     spec="300w",
@@ -287,8 +278,10 @@ def fit(
 
     Args:
         model: A heatmap model (single or multi-stack output).
-        train_ds: Batches of (images [B,S,S,3] 0-255, heatmaps [B,Hm,Hm,K]);
-            finite, or repeated with `steps_per_epoch` given.
+        train_ds: Batches of (images [B,S,S,3] 0-255, heatmaps [B,Hm,Hm,K]):
+            a tf.data dataset (finite, or repeated with `steps_per_epoch`
+            given) or a `keras.utils.PyDataset` such as
+            `mobilefan_tf.data.feeder.FaceFeeder` (any backend, no TensorFlow).
         val_ds: Same structure, or None.
         config: The recipe.
         workdir: Where logs, checkpoints and the resume backup go.
@@ -304,7 +297,7 @@ def fit(
         reports the epochs it ran).
     """
     if steps_per_epoch is None:
-        card = int(train_ds.cardinality())
+        card = _num_batches(train_ds)
         if card <= 0:
             raise ValueError(
                 "train_ds is empty or infinite: pass steps_per_epoch for a repeated dataset"
@@ -316,13 +309,15 @@ def fit(
         compile_heatmap_model(model, config, spec, steps_per_epoch)
     train_ds = repeat_targets(train_ds, n_out)
     if val_ds is not None:
-        if int(val_ds.cardinality()) == 0:
+        if _num_batches(val_ds) == 0:
             raise ValueError("val_ds is empty: no validation batches")
         val_ds = repeat_targets(val_ds, n_out)
     monitor = nme_monitor_name(model) if val_ds is not None else "loss"
     callbacks = make_callbacks(workdir, monitor=monitor, keep_epoch_weights=keep_epoch_weights)
     callbacks += list(extra_callbacks or [])
     build_for_strategy(model, train_ds)
+    if hasattr(train_ds, "epoch_callback"):  # a FaceFeeder: a resumed run continues its draws
+        callbacks.append(train_ds.epoch_callback())
     return model.fit(
         train_ds,
         validation_data=val_ds,

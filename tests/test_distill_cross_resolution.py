@@ -134,9 +134,10 @@ def test_pipeline_one_warp_two_sizes_and_label_weights():
     dual = next(iter(build_dataset(faces, batch_size=7, teacher_input_size=2 * S, with_landmarks=True,
                                    with_label_weight=True, allow_unlabeled=True, **common)))
     (x, hm, lm, w) = dual
-    # The student's half is exactly what training without a teacher sees.
-    np.testing.assert_array_equal(x["student"].numpy()[:6], plain[0].numpy())
-    np.testing.assert_array_equal(hm.numpy()[:6], plain[1].numpy())
+    # The student's half is what training without a teacher sees (up to float32 rounding: the
+    # graph with the teacher's warp is optimised differently; pixels are 0..255).
+    np.testing.assert_allclose(x["student"].numpy()[:6], plain[0].numpy(), atol=1e-3)
+    np.testing.assert_allclose(hm.numpy()[:6], plain[1].numpy(), atol=1e-6)
     np.testing.assert_array_equal(w.numpy(), [1, 1, 1, 1, 1, 1, 0])
     assert not hm.numpy()[6].any() and np.isnan(lm.numpy()[6]).all()
     # Same warp: the teacher image's 2x2 block means are the student image (up to resampling).

@@ -1,6 +1,6 @@
 """`AugmentConfig`: augmentation strengths, shared by every implementation.
 
-Kept free of TensorFlow so the JAX trainer (``experiments/jax_train.py``)
+Kept free of TensorFlow so the NumPy feeder (``mobilefan_tf.data.feeder``)
 draws its augmentations from the same config as the tf.data pipeline.
 """
 

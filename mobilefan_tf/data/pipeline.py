@@ -25,10 +25,11 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from mobilefan_tf.data.augment import AugmentConfig, photometric, random_affine, warp_image
+from mobilefan_tf.data.augment import AugmentConfig, augment_batch, tf_draws
 from mobilefan_tf.data.readers import FaceSample, check_image_file, check_landmarks
 from mobilefan_tf.data.transforms import crop_matrix, face_box
 from mobilefan_tf.heatmaps import encode_heatmaps, input_to_heatmap
+from mobilefan_tf.ops import tf_ops
 from mobilefan_tf.specs import LandmarkSpec, get_spec
 
 
@@ -161,7 +162,7 @@ def build_dataset(
         teacher_input_size: T = r * S (r a whole number): the image becomes
             a dict ``{"student": [B, S, S, 3], "teacher": [B, T, T, 3]}``, the
             same augmented face at both sizes (one affine; the photometric
-            draws are shared too, the blur's sigma is in each image's pixels).
+            draws are shared too; occlusion and blur scale with the size).
         with_label_weight: Also yield the label weight [B] (1 labelled, 0
             unlabelled), as Keras' sample-weight slot: ``(x, heatmaps, weight)``.
         allow_unlabeled: Accept faces without landmarks (`is_unlabeled`)
@@ -181,15 +182,13 @@ def build_dataset(
     augment = augment or AugmentConfig.none()
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
-    perm = tf.constant(spec.flip_permutation, tf.int32)
 
     if start < 0 or (start and not repeat):
         raise ValueError(f"build_dataset: start={start} needs repeat=True and start >= 0")
     if teacher_input_size is not None and (teacher_input_size < input_size or teacher_input_size % input_size):
         raise ValueError(f"teacher_input_size {teacher_input_size} must be a whole multiple of input_size {input_size}")
-    ratio = teacher_input_size // input_size if teacher_input_size else 1
-    # Student input pixel centres -> teacher ones: u_t = r * u_s + (r - 1) / 2 (crop_matrix scales the same way).
-    to_teacher = tf.constant([[ratio, 0.0, (ratio - 1) / 2], [0.0, ratio, (ratio - 1) / 2], [0.0, 0.0, 1.0]])
+    # The teacher's input shows the same crop r times larger (augment_batch's unit frame).
+    sizes = [input_size] + ([teacher_input_size] if teacher_input_size else [])
     ds, is_path, n, skipped = _source(images, landmarks, k, crop_scale, input_size, skip_bad, allow_unlabeled)
     ds = ds.enumerate()  # (index, (image/path, landmarks, matrix))
 
@@ -217,27 +216,26 @@ def build_dataset(
         if skip_bad:
             ds = ds.ignore_errors(log_warning=True)
 
+    # The draws come from TensorFlow's stateless RNG; the apply half is the backend-neutral
+    # keras.ops code (`augment_batch`), here on TensorFlow whatever the Keras backend is.
+    ops = tf_ops()
+    perm = spec.flip_permutation
+
     def augment_one(item, key):
         index, (image, lm, crop) = item
-        op_seed = tf.stack([key, index])
-        aug, flipped = random_affine(augment, input_size, tf.random.experimental.stateless_fold_in(op_seed, 0))
-        matrix = aug @ tf.concat([crop, tf.constant([[0.0, 0.0, 1.0]])], 0)
-        photo_seed = tf.random.experimental.stateless_fold_in(op_seed, 1)
-        pixels = warp_image(image, matrix, input_size)
-        pixels = tf.ensure_shape(photometric(pixels, augment, photo_seed), [input_size, input_size, 3])
+        draws = tf_draws(tf.random.experimental.stateless_fold_in(tf.stack([key, index]), 0))
+        # One set of draws, one affine in the crop's unit frame, rendered at each size.
+        out = augment_batch(image[None], lm[None], crop[None], draws, augment, sizes, perm, ops)
+        pixels = tf.ensure_shape(out[0][0][0], [input_size, input_size, 3])
         if teacher_input_size:
-            big = warp_image(image, to_teacher @ matrix, teacher_input_size)
-            big = tf.ensure_shape(photometric(big, augment, photo_seed), [teacher_input_size, teacher_input_size, 3])
-            pixels = {"student": pixels, "teacher": big}
-        moved = tf.linalg.matvec(matrix[None, :2, :2], lm) + matrix[:2, 2]
-        moved = tf.cond(flipped, lambda: tf.gather(moved, perm), lambda: moved)
-        return pixels, tf.ensure_shape(moved, [k, 2])
+            pixels = {"student": pixels, "teacher": tf.ensure_shape(out[1][0][0], [teacher_input_size] * 2 + [3])}
+        return pixels, tf.ensure_shape(out[0][1][0], [k, 2])
 
     ds = ds.map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def add_heatmaps(pixels, lm):
-        maps = encode_heatmaps(input_to_heatmap(lm, stride), heatmap_size, sigma)
+        maps = encode_heatmaps(input_to_heatmap(lm, stride), heatmap_size, sigma, ops=ops)
         out = (pixels, maps, lm) if with_landmarks else (pixels, maps)
         if with_label_weight:  # labelled: every point finite (unlabelled ones are all NaN)
             out += (tf.cast(tf.reduce_all(tf.math.is_finite(lm), axis=[1, 2]), tf.float32),)

@@ -109,11 +109,11 @@ class LandmarkModelMixin:
             landmarks [B, K, 2] (x, y, pixel centres of the input) and
             scores [B, K] (heatmap peaks), as NumPy arrays.
         """
-        from mobilefan_tf.heatmaps import decode_to_input  # TensorFlow; models themselves are backend-free.
+        from mobilefan_tf.heatmaps import decode_to_input  # keras.ops: any backend
 
         arr = self.check_images(images)
         heatmaps = self.predict(arr, batch_size=batch_size, verbose=0)
         if isinstance(heatmaps, (list, tuple)):
             heatmaps = heatmaps[-1]
         lm, sc = decode_to_input(heatmaps, self.input_size, method=method)
-        return lm.numpy(), sc.numpy()
+        return keras.ops.convert_to_numpy(lm), keras.ops.convert_to_numpy(sc)
