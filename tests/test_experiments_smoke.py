@@ -124,4 +124,4 @@ def test_distill_needs_a_teacher(tmp_path):
 def test_missing_data_dir_is_one_clear_error(tmp_path):
     proc = run_script("train_student", f"--data_dir={tmp_path / 'nope'}", f"--workdir={tmp_path / 'w'}")
     assert proc.returncode != 0
-    assert "300W folder not found" in proc.stderr
+    assert f"{tmp_path / 'nope'}: dataset folder not found" in proc.stderr and "Traceback" not in proc.stderr

@@ -206,8 +206,10 @@ def build_dataset(
         ds = ds.shuffle(min(n, 4096) if cache else n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    # One random key per element and pass; with the index it seeds every op.
-    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    # One random key per element and pass (a stateless hash of the seed and the stream position, so
+    # it does not depend on TensorFlow's global seed); with the index it seeds every op.
+    keys = tf.data.Dataset.counter().map(
+        lambda i: tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), i]), None, None, tf.int64))
     ds = tf.data.Dataset.zip(ds, keys)
     if start:  # before decoding, so skipped files are not read (the shuffle and keys replay cheaply)
         ds = ds.skip(start)
