@@ -54,12 +54,7 @@ def feature_aligned_loss(student_feat_adapted, teacher_feat, normalize: bool = F
     Returns:
         Scalar float32, the mean over all B * H * W * C_t elements.
     """
-    s = ops.cast(student_feat_adapted, "float32")
-    t = ops.cast(teacher_feat, "float32")
-    mse = ops.mean(ops.square(s - t))
-    if normalize:
-        mse = mse / (ops.stop_gradient(ops.mean(ops.square(t))) + 1e-8)
-    return mse
+    return ops.mean(feature_aligned_per_item(student_feat_adapted, teacher_feat, normalize))
 
 
 def cosine_similarity_matrix(feat, pool_size: int | None = None):
