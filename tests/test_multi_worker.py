@@ -71,6 +71,12 @@ def run_all(commands):
 @pytest.mark.slow
 def test_two_workers_match_two_replicas(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    # The same kernels in every process: TensorFlow turns oneDNN on by default on AVX-512 CPUs, and its
+    # results (like Eigen's) depend on how a kernel's work is split between threads. Measured on the
+    # smoke run: the epoch's loss moves 0.2 % between oneDNN on and off, or between 1 and 2 intra-op
+    # threads, which is what made this test fail on an AVX-512 CI machine. Eigen kernels on one thread
+    # each give the same bits in the one-process and the two-process runs.
+    env.update(TF_ENABLE_ONEDNN_OPTS="0", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     ref = str(tmp_path / "mirrored")
     workers = [str(tmp_path / f"worker{i}") for i in range(2)]
     cluster = [f"127.0.0.1:{p}" for p in free_ports(2)]
