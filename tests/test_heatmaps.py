@@ -74,3 +74,50 @@ def test_bad_inputs():
         decode_heatmaps(np.zeros((1, 8, 8, 2)), "median")
     with pytest.raises(ValueError, match=r"\[B, H, W, K\]"):
         decode_heatmaps(np.zeros((8, 8, 2)))
+
+
+def _reference_decode(maps, method, sigma):
+    """NumPy DARK / quarter on whole maps: zero-padded separable blur of every pixel, then the
+    peak's 3x3 neighbourhood (edge values outside), the Newton step on its log."""
+    b, h, w, k = maps.shape
+    src = maps.astype(np.float64)
+    if method == "dark" and sigma:
+        radius = int(np.ceil(3 * sigma))
+        g = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
+        g /= g.sum()
+        pad = np.pad(src, [(0, 0), (radius, radius), (radius, radius), (0, 0)])
+        src = sum(g[i] * pad[:, :, i : i + w + 0] for i in range(2 * radius + 1))[:, radius:-radius]
+        pad = np.pad(src, [(0, 0), (radius, radius), (0, 0), (0, 0)])
+        src = sum(g[i] * pad[:, i : i + h] for i in range(2 * radius + 1))
+    out = np.zeros((b, k, 2))
+    for i in range(b):
+        for j in range(k):
+            y, x = np.unravel_index(np.argmax(maps[i, :, :, j]), (h, w))
+            if method == "quarter":
+                m = lambda dx, dy: src[i, min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1), j]  # noqa: E731
+                out[i, j] = x + 0.25 * np.sign(m(1, 0) - m(-1, 0)), y + 0.25 * np.sign(m(0, 1) - m(0, -1))
+                continue
+            x, y = min(max(x, 1), w - 2), min(max(y, 1), h - 2)
+            lg = lambda dx, dy: np.log(max(src[i, y + dy, x + dx, j], 1e-10))  # noqa: E731
+            gx, gy = 0.5 * (lg(1, 0) - lg(-1, 0)), 0.5 * (lg(0, 1) - lg(0, -1))
+            hxx, hyy = lg(1, 0) - 2 * lg(0, 0) + lg(-1, 0), lg(0, 1) - 2 * lg(0, 0) + lg(0, -1)
+            hxy = 0.25 * (lg(1, 1) - lg(1, -1) - lg(-1, 1) + lg(-1, -1))
+            det = hxx * hyy - hxy * hxy
+            off = np.zeros(2)
+            if det > 1e-6 and hxx < 0:
+                off = np.clip([-(hyy * gx - hxy * gy) / det, -(hxx * gy - hxy * gx) / det], -1.5, 1.5)
+            out[i, j] = x + off[0], y + off[1]
+    return out
+
+
+@pytest.mark.parametrize("method,sigma", [("dark", 1.0), ("dark", 2.0), ("dark", None), ("quarter", None)])
+def test_decode_matches_whole_map_reference(method, sigma):
+    # DARK blurs only the window around each peak; it must equal blurring the whole map, border
+    # peaks (zeros beyond the edge) and noisy, non-Gaussian maps included.
+    rng = np.random.default_rng(3)
+    lm = rng.uniform(-1.0, 24.0, size=(3, 17, 2)).astype(np.float32)
+    lm[0, :4] = [[0.0, 5.0], [23.0, 23.0], [11.0, 0.3], [0.1, 0.2]]  # on the border
+    maps = np.asarray(encode_heatmaps(lm, 24, 1.5)) + rng.uniform(0, 0.4, (3, 24, 24, 17)).astype(np.float32)
+    got, scores = decode_heatmaps(maps, method, blur_sigma=sigma)
+    np.testing.assert_allclose(np.asarray(got), _reference_decode(maps, method, sigma), atol=2e-4)
+    np.testing.assert_allclose(np.asarray(scores), maps.max(axis=(1, 2)), rtol=1e-6)
