@@ -31,7 +31,7 @@ setup(
         "opencv-python-headless",
         "ai-edge-litert",
         "tensorboard",
-        # Default face detector (dlib's HOG; no model file). OpenCV 5 ships no Haar cascades.
+        # dlib's HOG face detector (`--detector dlib`, the old default; no model file).
         "dlib-bin",
         "scikit-image",  # the demo photo
     ],

@@ -1,4 +1,8 @@
-"""Memory and step time of one distillation step vs. FSD pooling.
+"""Memory and step time of one distillation step vs. FSD pooling and FSD form.
+
+FSD forms: ``gram`` (the loss from C x C Gram matrices, no N x N matrix;
+what `feature_similarity_per_item` uses when channels are fewer than
+positions) and ``matrices`` (the N x N similarity matrices built, forced).
 
 Step time is the fastest of ``--steps`` timed steps (least disturbed by other
 processes) and the median CPU time of all threads per step. Each
@@ -29,6 +33,7 @@ flags.DEFINE_string("teacher", "resnet50_deconv", "Teacher preset (same input si
 flags.DEFINE_integer("batch_size", 4, "Images per step.")
 flags.DEFINE_integer("steps", 3, "Timed steps (after one warm-up step).")
 flags.DEFINE_list("pools", ["off", "none", "2", "4"], "FSD settings: off (fs_weight 0), none (no pooling), or a pool size.")
+flags.DEFINE_list("forms", ["gram", "matrices"], "FSD forms to compare (see the module docstring).")
 flags.DEFINE_string("one", None, "Internal: run one setting in this process and print its JSON row.")
 flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
 FLAGS = flags.FLAGS
@@ -44,9 +49,12 @@ def measure(setting: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from distillation import Distiller
+    from distillation import Distiller, losses
     from mobilefan_tf.models import build_model
 
+    setting, _, form = setting.partition(":")
+    if form:
+        losses._gram_form_is_cheaper = lambda n, cs, ct: form == "gram"
     student, teacher = build_model(FLAGS.student), build_model(FLAGS.teacher)
     pool = None if setting in ("off", "none") else int(setting)
     d = Distiller(student, teacher)
@@ -67,13 +75,13 @@ def measure(setting: str) -> dict:
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     matrix_bytes = 0
-    if setting != "off":
+    if setting != "off" and form != "gram":
         for name, t in student.feature_extractor.output.items():
             if name != "heatmaps":
                 n = (t.shape[1] // (pool or 1)) * (t.shape[2] // (pool or 1))
                 matrix_bytes += 2 * FLAGS.batch_size * n * n * 4  # student + teacher, float32
     row = {
-        "fsd": setting,
+        "fsd": setting + (f" {form}" if form else ""),
         "step_ms": 1000 * float(np.min(times)),  # min: least disturbed by other processes
         "cpu_ms": 1000 * float(np.median(cpu)),  # CPU time of all threads (CPU runs)
         "matrices_mb": matrix_bytes / 2**20,
@@ -90,7 +98,8 @@ def main(_):
         print("ROW" + json.dumps(measure(FLAGS.one)), flush=True)
         return
     rows = []
-    for setting in FLAGS.pools:
+    settings = [p if p == "off" else f"{p}:{form}" for p in FLAGS.pools for form in (["-"] if p == "off" else FLAGS.forms)]
+    for setting in settings:
         argv = [sys.executable, __file__, f"--one={setting}", f"--student={FLAGS.student}",
                 f"--teacher={FLAGS.teacher}", f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}"]
         out = subprocess.run(argv, capture_output=True, text=True)
@@ -100,10 +109,10 @@ def main(_):
             continue
         rows.append(json.loads(lines[0][3:]))
     print(f"{FLAGS.student} <- {FLAGS.teacher}, batch {FLAGS.batch_size}")
-    print(f"{'FSD pool':>9} {'step ms':>9} {'CPU ms':>9} {'matrices MB':>12} {'peak RSS +MB':>13}")
+    print(f"{'FSD':>14} {'step ms':>9} {'CPU ms':>9} {'matrices MB':>12} {'peak RSS +MB':>13}")
     for r in rows:
         print(
-            f"{r['fsd']:>9} {r['step_ms']:>9.0f} {r['cpu_ms']:>9.0f} {r['matrices_mb']:>12.1f} "
+            f"{r['fsd']:>14} {r['step_ms']:>9.0f} {r['cpu_ms']:>9.0f} {r['matrices_mb']:>12.1f} "
             f"{r['peak_rss_growth_mb']:>13.0f}"
         )
     print(json.dumps(rows, indent=1))

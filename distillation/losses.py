@@ -57,6 +57,20 @@ def feature_aligned_loss(student_feat_adapted, teacher_feat, normalize: bool = F
     return ops.mean(feature_aligned_per_item(student_feat_adapted, teacher_feat, normalize))
 
 
+def _unit_vectors(feat, pool_size: int | None = None):
+    """[B, H, W, C] -> [B, N, C] float32 unit feature vectors (N = H * W after optional pooling)."""
+    feat = ops.cast(feat, "float32")
+    if pool_size and pool_size > 1:
+        h, w = feat.shape[1], feat.shape[2]
+        if (h is not None and h % pool_size) or (w is not None and w % pool_size):
+            raise ValueError(f"fs_pool_size {pool_size} does not divide the {h}x{w} feature map")
+        feat = ops.average_pool(feat, pool_size, pool_size, "valid")
+    shape = ops.shape(feat)
+    flat = ops.reshape(feat, (shape[0], shape[1] * shape[2], shape[3]))  # [B, N, C]
+    # x / max(|x|, 1e-6), written out so every Keras backend floors the norm the same way.
+    return flat * ops.rsqrt(ops.maximum(ops.sum(ops.square(flat), axis=-1, keepdims=True), NORM_EPS))
+
+
 def cosine_similarity_matrix(feat, pool_size: int | None = None):
     """Cosine similarity between the feature vectors at every pair of positions.
 
@@ -68,17 +82,19 @@ def cosine_similarity_matrix(feat, pool_size: int | None = None):
     Returns:
         [B, N, N] float32 with N = H * W (after pooling), entries in [-1, 1].
     """
-    feat = ops.cast(feat, "float32")
-    if pool_size and pool_size > 1:
-        h, w = feat.shape[1], feat.shape[2]
-        if (h is not None and h % pool_size) or (w is not None and w % pool_size):
-            raise ValueError(f"fs_pool_size {pool_size} does not divide the {h}x{w} feature map")
-        feat = ops.average_pool(feat, pool_size, pool_size, "valid")
-    shape = ops.shape(feat)
-    flat = ops.reshape(feat, (shape[0], shape[1] * shape[2], shape[3]))  # [B, N, C]
-    # x / max(|x|, 1e-6), written out so every Keras backend floors the norm the same way.
-    unit = flat * ops.rsqrt(ops.maximum(ops.sum(ops.square(flat), axis=-1, keepdims=True), NORM_EPS))
+    unit = _unit_vectors(feat, pool_size)
     return ops.matmul(unit, ops.transpose(unit, (0, 2, 1)))
+
+
+def _sum_sq(x):
+    return ops.sum(ops.square(x), axis=(1, 2))
+
+
+def _gram_form_is_cheaper(n, cs, ct) -> bool:
+    """N^2 (Cs + Ct) multiply-adds for the N x N matrices vs N (Cs^2 + Ct^2 + Cs Ct) for the Gram form."""
+    if None in (n, cs, ct):
+        return True
+    return n * (cs + ct) > cs * cs + ct * ct + cs * ct
 
 
 def feature_similarity_loss(student_feat, teacher_feat, pool_size: int | None = None, normalize: bool = False):
@@ -107,12 +123,32 @@ def feature_similarity_loss(student_feat, teacher_feat, pool_size: int | None = 
 
 
 def feature_similarity_per_item(student_feat, teacher_feat, pool_size: int | None = None, normalize: bool = False):
-    """`feature_similarity_loss` per image: [B] float32 (see there)."""
-    gs = cosine_similarity_matrix(student_feat, pool_size)
-    gt = cosine_similarity_matrix(teacher_feat, pool_size)
-    per_item = ops.mean(ops.square(gs - gt), axis=(1, 2))
+    """`feature_similarity_loss` per image: [B] float32 (see there).
+
+    With S = U U^T (U [N, C] the unit vectors), the sum of squares of S_s - S_t
+    equals |U_s^T U_s|^2 - 2 |U_s^T U_t|^2 + |U_t^T U_t|^2 (Frobenius norms of
+    C x C matrices, as tr(AB) = tr(BA)). When the channels are fewer than the
+    positions this form is used: the same value without ever building an
+    N x N matrix (a 64 x 64 stage gives 4096 x 4096 per image, 1 GB for a
+    batch of 16; here 128 x 128). Otherwise the matrices are built.
+    """
+    us, ut = _unit_vectors(student_feat, pool_size), _unit_vectors(teacher_feat, pool_size)
+    n = us.shape[1]
+    if _gram_form_is_cheaper(n, us.shape[2], ut.shape[2]):
+        count = ops.cast(ops.shape(us)[1], "float32") ** 2
+        ss = _sum_sq(ops.matmul(ops.transpose(us, (0, 2, 1)), us))
+        tt = _sum_sq(ops.matmul(ops.transpose(ut, (0, 2, 1)), ut))
+        st = _sum_sq(ops.matmul(ops.transpose(us, (0, 2, 1)), ut))
+        # Rounding can leave a tiny negative where the two structures agree: a sum of squares is >= 0.
+        per_item = ops.maximum(ss - 2.0 * st + tt, 0.0) / count
+        teacher_sq = tt / count  # mean square of the teacher's matrix, per image
+    else:
+        gs = ops.matmul(us, ops.transpose(us, (0, 2, 1)))
+        gt = ops.matmul(ut, ops.transpose(ut, (0, 2, 1)))
+        per_item = ops.mean(ops.square(gs - gt), axis=(1, 2))
+        teacher_sq = ops.mean(ops.square(gt), axis=(1, 2))
     if normalize:
-        per_item = per_item / (ops.stop_gradient(ops.mean(ops.square(gt))) + 1e-8)
+        per_item = per_item / (ops.stop_gradient(ops.mean(teacher_sq)) + 1e-8)
     return per_item
 
 

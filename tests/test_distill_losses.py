@@ -128,3 +128,34 @@ def test_make_adaptor_shapes():
     assert out.shape == (2, 4, 4, 32)
     assert [type(layer).__name__ for layer in adaptor.layers] == ["Conv2D", "BatchNormalization", "ReLU"]
     assert not adaptor.layers[0].use_bias
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_fsd_gram_form_equals_similarity_matrices(monkeypatch, normalize):
+    # The C x C Gram form and the N x N matrices give the same loss and the same gradient.
+    import tensorflow as tf
+
+    from distillation import losses
+
+    rng = np.random.default_rng(4)
+    s = tf.constant(rng.normal(size=(2, 8, 8, 6)).astype("float32"))
+    t = tf.constant(np.maximum(rng.normal(size=(2, 8, 8, 9)), 0).astype("float32"))  # ReLU-like zeros
+    results = {}
+    for gram in (True, False):
+        monkeypatch.setattr(losses, "_gram_form_is_cheaper", lambda n, cs, ct, gram=gram: gram)
+        with tf.GradientTape() as tape:
+            tape.watch(s)
+            value = tf.reduce_sum(losses.feature_similarity_per_item(s, t, normalize=normalize) * [1.0, 2.0])
+        results[gram] = (float(value), tape.gradient(value, s).numpy())
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
+    np.testing.assert_allclose(results[True][1], results[False][1], rtol=1e-4, atol=1e-7)
+    want = np_mse(np_cosine(s.numpy()[:1]), np_cosine(t.numpy()[:1])) + 2 * np_mse(np_cosine(s.numpy()[1:]), np_cosine(t.numpy()[1:]))
+    if not normalize:
+        np.testing.assert_allclose(results[True][0], want, rtol=1e-5)
+
+
+def test_fsd_many_channels_builds_the_matrices():
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(2, 4, 4, 40)).astype("float32")  # N = 16 positions, 40 channels: matrix form
+    t = rng.normal(size=(2, 4, 4, 24)).astype("float32")
+    np.testing.assert_allclose(feature_similarity_loss(s, t), np_mse(np_cosine(s), np_cosine(t)), rtol=1e-5)
