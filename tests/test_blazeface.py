@@ -118,6 +118,20 @@ def test_face_in_a_wide_photo_is_found_where_it_is():
     np.testing.assert_allclose((boxes[0, :2] + boxes[0, 2:]) / 2, (base[:2] + base[2:]) / 2 + [300, 0], atol=10)
 
 
+def test_tiles_find_a_face_too_small_for_the_whole_photo():
+    import cv2
+
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[300:340, 420:460] = cv2.resize(data.astronaut()[20:220, 120:320], (40, 40), interpolation=cv2.INTER_AREA)
+    assert len(MultiRangeBlazeFace(tiles=False).detect(canvas)) == 0  # ~12 px to the full-range model
+    boxes = MultiRangeBlazeFace().detect(canvas)
+    assert len(boxes) == 1
+    centre = (boxes[0, :2] + boxes[0, 2:]) / 2
+    assert 420 < centre[0] < 460 and 300 < centre[1] < 340  # in the pasted face
+    with pytest.raises(ValueError, match="tile_fraction"):
+        MultiRangeBlazeFace(tile_grid=3, tile_fraction=0.3)  # three tiles of 30 % leave gaps
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED_300W), reason="shared 300W faces not present")
 def test_detects_real_300w_crops(detector):
     from mobilefan_tf.data import read_300w
