@@ -93,12 +93,19 @@ def _reference_decode(maps, method, sigma):
     for i in range(b):
         for j in range(k):
             y, x = np.unravel_index(np.argmax(maps[i, :, :, j]), (h, w))
+            near = src[i, :, :, j]
             if method == "quarter":
-                m = lambda dx, dy: src[i, min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1), j]  # noqa: E731
+
+                def m(dx, dy, near=near, x=x, y=y):
+                    return near[min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)]
+
                 out[i, j] = x + 0.25 * np.sign(m(1, 0) - m(-1, 0)), y + 0.25 * np.sign(m(0, 1) - m(0, -1))
                 continue
             x, y = min(max(x, 1), w - 2), min(max(y, 1), h - 2)
-            lg = lambda dx, dy: np.log(max(src[i, y + dy, x + dx, j], 1e-10))  # noqa: E731
+
+            def lg(dx, dy, near=near, x=x, y=y):
+                return np.log(max(near[y + dy, x + dx], 1e-10))
+
             gx, gy = 0.5 * (lg(1, 0) - lg(-1, 0)), 0.5 * (lg(0, 1) - lg(0, -1))
             hxx, hyy = lg(1, 0) - 2 * lg(0, 0) + lg(-1, 0), lg(0, 1) - 2 * lg(0, 0) + lg(0, -1)
             hxy = 0.25 * (lg(1, 1) - lg(1, -1) - lg(-1, 1) + lg(-1, -1))
