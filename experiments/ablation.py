@@ -1,0 +1,212 @@
+"""The cross-resolution distillation ablation (issue #11): run its rows, then report them.
+
+Every row trains `mobilefan_lite` on the same split with the same schedule
+(100 epochs, peak 2e-3, 3 warm-up epochs, cosine, batch 16: the shipped lite
+model's); the teacher rows learn from the shipped default (256 px, frozen).
+
+    python -m experiments.ablation --run       # starts / resumes the rows, two at a time (days on 2 CPU cores)
+    python -m experiments.ablation --report    # scores the finished rows (flip test), writes the table
+    python -m experiments.ablation --save_state  # before a session ends: what the unfinished rows need to resume
+
+Rows are keyed by their flags, so a row that repeats another (``best`` with
+``--best_terms kd`` is the ``kd`` row) shares its run. ``--run`` is the same
+command every time: each row resumes from its work directory's backup, and a
+finished row (``log.csv`` has every epoch, or the report has scored it) is
+skipped. The report copies each row's log and flags to
+``results/logs/ablation_cross_lite/`` and writes ``results/ablation_cross_lite.json``;
+groups of seeds get their mean and spread (max - min).
+
+A row takes longer than a working session here (a teacher row ~10 h on two
+AVX2 cores), and only the repository outlives a session, so ``--save_state``
+copies what an unfinished row needs to resume (``backup/``, ``best.keras``,
+``best.json``, ``log.csv``, ``flags.json``; 10-20 MB) to
+``results/ablation_state/<row>/``, to be committed; ``--run`` restores a row
+from there when its work directory is gone. A row's state is deleted once the
+report has scored it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_bool("run", False, "Start or resume the rows.")
+flags.DEFINE_bool("report", False, "Score the finished rows and write the table.")
+flags.DEFINE_bool("save_state", False, "Copy every unfinished row's resume state into results/ablation_state/.")
+flags.DEFINE_string("root", "/work/runs/ablation_cross_lite", "One work directory per row under here.")
+flags.DEFINE_list("rows", ["alone_s0", "kd_s0", "alone_s1", "fad_s0", "fsd_s0", "best_s0", "best_s1"],
+                  "Rows, in launch order.")
+flags.DEFINE_list("best_terms", ["kd"], "The teacher terms of the `best` rows (kd, fad, fsd).")
+flags.DEFINE_integer("parallel", 2, "Rows trained at once (one CPU thread each).")
+flags.DEFINE_integer("row_epochs", 100, "Epochs of every row.")
+flags.DEFINE_string("row_teacher", "mobilefan_tf/assets/mobilefan_300w.keras", "Teacher of the distillation rows.")
+flags.DEFINE_string("results", "results", "Where the report goes.")
+FLAGS = flags.FLAGS
+
+# The measured weights (MODEL_CARD.md, "Gradient balance"): each term pulls ~0.35-1x the heatmap loss.
+TERM_FLAGS = {"kd": ["--kd_weight=1"], "fad": ["--fa_weight=5e-5"], "fsd": ["--fs_weight=5e-3"]}
+
+
+def row_command(row: str) -> tuple[str, list[str]]:
+    """(run key, argv) of a row such as ``kd_s0``; rows with the same argv share the key."""
+    kind, seed = row.rsplit("_s", 1)
+    common = ["--preset=mobilefan_lite", f"--epochs={FLAGS.row_epochs}", "--learning_rate=2e-3", "--warmup_epochs=3",
+              f"--seed={int(seed)}"]
+    if kind == "alone":
+        return f"alone_s{seed}", ["experiments.train_student", *common]
+    terms = FLAGS.best_terms if kind == "best" else [kind]
+    if not terms or any(t not in TERM_FLAGS for t in terms):
+        raise app.UsageError(f"row {row}: terms must be among {sorted(TERM_FLAGS)}, got {terms}")
+    weights = [f for t in sorted(terms) for f in TERM_FLAGS[t]]
+    if "kd" not in terms:
+        weights.append("--kd_weight=0")  # distill's default is 1
+    return "+".join(sorted(terms)) + f"_s{seed}", ["experiments.distill", *common, f"--teacher={FLAGS.row_teacher}", *weights]
+
+
+def epochs_done(workdir: str) -> int:
+    path = os.path.join(workdir, "log.csv")
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        return len({row["epoch"] for row in csv.DictReader(f)})
+
+
+STATE_FILES = ("backup", "best.keras", "best.json", "log.csv", "flags.json")
+
+
+def state_dir(key: str) -> str:
+    return os.path.join(FLAGS.results, "ablation_state", key)
+
+
+def scored_rows() -> dict:
+    """The report's rows so far ({} before the first report)."""
+    path = os.path.join(FLAGS.results, "ablation_cross_lite.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return {e["run"]: e for e in json.load(f)["rows"].values() if "nme_flip" in e}
+
+
+def copy_state(src: str, dst: str) -> None:
+    os.makedirs(dst, exist_ok=True)
+    for name in STATE_FILES:
+        a, b = os.path.join(src, name), os.path.join(dst, name)
+        if os.path.isdir(a):
+            shutil.copytree(a, b, dirs_exist_ok=True)
+        elif os.path.isfile(a):
+            shutil.copy2(a, b)
+
+
+def save_state() -> None:
+    for row in FLAGS.rows:
+        key, _ = row_command(row)
+        workdir = os.path.join(FLAGS.root, key)
+        done = epochs_done(workdir)
+        if 0 < done < FLAGS.row_epochs:
+            shutil.rmtree(state_dir(key), ignore_errors=True)
+            copy_state(workdir, state_dir(key))
+            print(f"{key}: state of epoch {done} saved to {state_dir(key)}")
+
+
+def restore_state(key: str, workdir: str) -> bool:
+    """Recreates a lost work directory from the saved state; True if it did."""
+    if os.path.isdir(workdir) or not os.path.isdir(state_dir(key)):
+        return False
+    copy_state(state_dir(key), workdir)
+    print(f"{key}: resumed from {state_dir(key)} (epoch {epochs_done(workdir)})", flush=True)
+    return True
+
+
+def run_rows() -> None:
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # 1.8x on the teacher's forward pass on AVX2 (WORKSPACE.md)
+    todo, seen, scored = [], set(), scored_rows()
+    for row in FLAGS.rows:
+        key, argv = row_command(row)
+        workdir = os.path.join(FLAGS.root, key)
+        restore_state(key, workdir)
+        if key in seen or key in scored or epochs_done(workdir) >= FLAGS.row_epochs:
+            continue
+        seen.add(key)
+        todo.append((key, [sys.executable, "-m", *argv, f"--workdir={workdir}"], workdir))
+    running: list[tuple[str, subprocess.Popen]] = []
+    os.makedirs(FLAGS.root, exist_ok=True)
+    while todo or running:
+        while todo and len(running) < FLAGS.parallel:
+            key, argv, workdir = todo.pop(0)
+            print(f"start {key}: {' '.join(argv[2:])}", flush=True)
+            log = open(os.path.join(FLAGS.root, f"{key}.log"), "a")  # noqa: SIM115 (closed with the process)
+            running.append((key, subprocess.Popen(["nice", "-n", "19", *argv], stdout=log, stderr=log, env=env)))
+        time.sleep(30)
+        for key, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((key, proc))
+                print(f"{key}: exit {proc.returncode}, {epochs_done(os.path.join(FLAGS.root, key))} epochs", flush=True)
+
+
+def report_rows() -> None:
+    logs = os.path.join(FLAGS.results, "logs", "ablation_cross_lite")
+    os.makedirs(logs, exist_ok=True)
+    rows, previous = {}, scored_rows()
+    for row in FLAGS.rows:
+        key, argv = row_command(row)
+        workdir = os.path.join(FLAGS.root, key)
+        done = epochs_done(workdir)
+        entry = {"run": key, "flags": argv[1:], "epochs_done": done}
+        if key in previous and not os.path.isfile(os.path.join(workdir, "best.keras")):
+            rows[row] = previous[key]  # scored in an earlier session, its work directory gone since
+            continue
+        if done >= FLAGS.row_epochs and os.path.isfile(os.path.join(workdir, "best.keras")):
+            scores = os.path.join(workdir, "eval", "results.json")
+            if not os.path.isfile(scores):
+                subprocess.run([sys.executable, "-m", "experiments.evaluate", "--split=val", "--flip_test=both",
+                                f"--model={os.path.join(workdir, 'best.keras')}", f"--workdir={os.path.dirname(scores)}"],
+                               check=True)  # fmt: skip
+            with open(scores) as f:
+                summary = json.load(f)["summary"]
+            flip = next(v for v in summary.values() if v["flip_test"])
+            one = next(v for v in summary.values() if not v["flip_test"])
+            entry.update(nme_flip=flip["nme"], nme=one["nme"], fr_flip=flip["failure_rate"], auc_flip=flip["auc"])
+        for name in ("log.csv", "flags.json", "best.json"):
+            if os.path.isfile(os.path.join(workdir, name)):
+                shutil.copy(os.path.join(workdir, name), os.path.join(logs, f"{key}.{name}"))
+        if "nme_flip" in entry:
+            shutil.rmtree(state_dir(key), ignore_errors=True)
+        rows[row] = entry
+    groups = {}
+    for row, entry in rows.items():
+        if "nme_flip" in entry:
+            groups.setdefault(row.rsplit("_s", 1)[0], []).append(entry["nme_flip"])
+    spread = {g: {"seeds": len(v), "mean": sum(v) / len(v), "spread": max(v) - min(v)} for g, v in groups.items()}
+    out = {"rows": rows, "groups": spread, "best_terms": FLAGS.best_terms}
+    with open(os.path.join(FLAGS.results, "ablation_cross_lite.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print("| row | run | epochs | val NME, flip test | one pass |\n|---|---|---|---|---|")
+    for row, e in rows.items():
+        nme = f"{100 * e['nme_flip']:.2f} %" if "nme_flip" in e else "running"
+        one = f"{100 * e['nme']:.2f} %" if "nme" in e else ""
+        print(f"| {row} | {e['run']} | {e['epochs_done']}/{FLAGS.row_epochs} | {nme} | {one} |")
+    for g, s in spread.items():
+        print(f"{g}: mean {100 * s['mean']:.2f} %, spread {100 * s['spread']:.2f} points over {s['seeds']} seed(s)")
+
+
+def main(_):
+    if FLAGS.run + FLAGS.report + FLAGS.save_state != 1:
+        raise app.UsageError("pass exactly one of --run, --report and --save_state")
+    if FLAGS.run:
+        run_rows()
+    elif FLAGS.report:
+        report_rows()
+    else:
+        save_state()
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,58 @@
+"""experiments/ablation.py: rows map to the right flags; repeated rows share one run; finished rows are skipped."""
+
+import pytest
+from absl import flags
+
+from experiments import ablation
+
+FLAGS = flags.FLAGS
+
+
+@pytest.fixture
+def parsed():
+    FLAGS(["ablation", "--best_terms=kd"])
+    yield
+    FLAGS.unparse_flags()
+
+
+def test_rows_map_to_flags_and_share_runs(parsed):
+    key, argv = ablation.row_command("alone_s1")
+    assert key == "alone_s1" and argv[0] == "experiments.train_student" and "--seed=1" in argv
+    key, argv = ablation.row_command("fad_s0")
+    assert key == "fad_s0" and argv[0] == "experiments.distill"
+    assert "--fa_weight=5e-5" in argv and "--kd_weight=0" in argv  # distill's KD default is switched off
+    assert ablation.row_command("best_s0") == ablation.row_command("kd_s0")  # --best_terms kd: the kd row
+    FLAGS.best_terms = ["fsd", "kd"]
+    key, argv = ablation.row_command("best_s1")
+    assert key == "fsd+kd_s1" and "--fs_weight=5e-3" in argv and "--kd_weight=1" in argv
+    assert "--kd_weight=0" not in argv
+    FLAGS.best_terms = ["dark"]
+    with pytest.raises(Exception, match="terms must be among"):
+        ablation.row_command("best_s0")
+
+
+def test_epochs_done_counts_distinct_epochs(tmp_path):
+    (tmp_path / "log.csv").write_text("epoch,loss\n0,1\n1,0.5\n1,0.5\n")  # a resumed epoch is logged twice
+    assert ablation.epochs_done(str(tmp_path)) == 2
+    assert ablation.epochs_done(str(tmp_path / "missing")) == 0
+
+
+def test_state_survives_a_lost_work_directory(parsed, tmp_path):
+    FLAGS.root, FLAGS.results = str(tmp_path / "runs"), str(tmp_path / "results")
+    workdir = tmp_path / "runs" / "kd_s0"
+    (workdir / "backup").mkdir(parents=True)
+    (workdir / "backup" / "latest.weights.h5").write_bytes(b"weights")
+    (workdir / "log.csv").write_text("epoch,loss\n0,1\n1,0.5\n")
+    (workdir / "last.keras").write_bytes(b"not needed to resume")
+    (tmp_path / "runs" / "alone_s0").mkdir()
+    (tmp_path / "runs" / "alone_s0" / "log.csv").write_text("epoch\n" + "".join(f"{e}\n" for e in range(100)))
+    ablation.save_state()
+    assert (tmp_path / "results" / "ablation_state" / "kd_s0" / "backup" / "latest.weights.h5").read_bytes() == b"weights"
+    assert not (tmp_path / "results" / "ablation_state" / "kd_s0" / "last.keras").exists()
+    assert not (tmp_path / "results" / "ablation_state" / "alone_s0").exists()  # finished: nothing to resume
+    import shutil
+
+    shutil.rmtree(workdir)  # a new session: the work directory is gone
+    assert ablation.restore_state("kd_s0", str(workdir))
+    assert ablation.epochs_done(str(workdir)) == 2
+    assert not ablation.restore_state("kd_s0", str(workdir))  # present: left alone
