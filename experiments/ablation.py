@@ -16,8 +16,8 @@ skipped. The report copies each row's log and flags to
 ``results/logs/ablation_cross_lite/`` and writes ``results/ablation_cross_lite.json``;
 groups of seeds get their mean and spread (max - min).
 
-A row takes longer than a working session here (a teacher row ~10 h on two
-AVX2 cores), and only the repository outlives a session, so ``--save_state``
+A teacher row takes longer than a working session here (~3 h at one thread on
+two shared AVX2 cores, beside another row), and only the repository outlives a session, so ``--save_state``
 copies what an unfinished row needs to resume (``backup/``, ``best.keras``,
 ``best.json``, ``log.csv``, ``flags.json``; 10-20 MB) to
 ``results/ablation_state/<row>/``, to be committed; ``--run`` restores a row
