@@ -1,7 +1,8 @@
 """End-to-end speed, photo -> landmarks, one thread, side by side with MediaPipe's pipeline.
 
 Every row runs in the same process on the same photos (skimage's astronaut
-scaled into a 640x480 and a 1920x1080 frame, face ~170 / ~380 px), with
+scaled into a 640x480 and a 1920x1080 frame, landmark box ~90 / ~190 px, and
+a 640x480 selfie whose face fills the frame's height), with
 TFLite, OpenCV and TensorFlow each held to one thread, and reports the median
 time per photo over `--runs` calls (after warm-up) and its ratio to the
 MediaPipe anchor of that photo size.
@@ -34,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mobilefan_tf.blazeface import BlazeFaceDetector, _interpreter  # noqa: E402
+from mobilefan_tf.blazeface import BlazeFaceDetector, MultiRangeBlazeFace, _interpreter  # noqa: E402
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mobilefan_tf")
 MESH_IN_WHEEL = "mediapipe/modules/face_landmark/face_landmark.tflite"
@@ -101,7 +102,22 @@ def photos() -> dict[str, np.ndarray]:
         x0 = (w - h) // 2
         canvas[:, x0 : x0 + h] = scaled
         out[f"{w}x{h}"] = canvas
+    # A front-camera selfie: the face (rows 20-260, columns 140-380 of the photo) fills the
+    # frame's height, its landmark box ~1/3 of the frame's width (the short-range model's case).
+    selfie = np.full((480, 640, 3), 60, np.uint8)
+    selfie[:, 80:560] = cv2.resize(face[20:260, 140:380], (480, 480), interpolation=cv2.INTER_LINEAR)
+    out["640x480_selfie"] = selfie
     return out
+
+
+def cpu_flags() -> list[str]:
+    """The vector extensions that decide int8 speed here (timings differ between machines)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
 
 
 def timings_ms(fn, photo, runs: int) -> tuple[float, float]:
@@ -129,6 +145,7 @@ def pipelines(mesh_path: str, keras_rows: bool):
     lite = os.path.join(ASSETS_DIR, "mobilefan_lite_300w_int8.tflite")
     paper = os.path.join(ASSETS_DIR, "mobilefan_300w_int8.tflite")
     short, multi = make_detector("blazeface_short"), make_detector("blazeface")
+    both = MultiRangeBlazeFace(full_below=0)
     rows = [
         ("mediapipe: blazeface_short + face_mesh", MediaPipePipeline(mesh_path), "anchor (468 points)"),
         ("lite: blazeface_short + lite int8", Predictor(TFLiteModel(lite), short, flip_test=False).predict, "lite pipeline"),
@@ -137,7 +154,9 @@ def pipelines(mesh_path: str, keras_rows: bool):
         ("default + flip test: Predictor()", Predictor().predict, "blazeface + paper int8, 2 passes"),
         ("paper int8 + blazeface_short", Predictor(TFLiteModel(paper), short, flip_test=False).predict, ""),
         ("detector only: blazeface_short", short.detect, ""),
-        ("detector only: blazeface (default)", multi.detect, "short + full range"),
+        ("detector only: blazeface (default)", multi.detect, "short range, + full range below 0.2 of the frame"),
+        ("detector only: blazeface, both ranges always", both.detect, "full_below=0 (the former default)"),
+        ("default, both ranges always", Predictor(flip_test=False, detector=both).predict, "paper int8, full_below=0"),
         ("detector only: blazeface_full", make_detector("blazeface_full").detect, ""),
     ]
     if keras_rows:
@@ -198,7 +217,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        meta = {"runs": args.runs, "threads": 1, "cpu": os.cpu_count(), "load_avg": os.getloadavg()}
+        meta = {"runs": args.runs, "threads": 1, "cpu": os.cpu_count(), "cpu_flags": cpu_flags(), "load_avg": os.getloadavg()}
         with open(args.json, "w") as f:
             json.dump({**meta, "rows": results}, f, indent=1)
         print(f"wrote {args.json}")

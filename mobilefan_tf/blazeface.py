@@ -364,9 +364,15 @@ class MultiRangeBlazeFace(FaceDetector):
 
     The short-range model finds close, large, rotated and dark faces (100 %
     of the 300W crops); the full-range one finds faces down to ~1/15 of the
-    photo side but misses a tenth of close-ups. Both run on every photo (one
-    area resize, shared), their boxes are mapped to landmark boxes by their
-    own calibrations and merged by weighted NMS. When they find no face, or
+    photo side but misses a tenth of close-ups and costs 3x as much. The
+    short-range model runs first (on one area resize shared by both). When it
+    finds a face whose landmark box is at least `full_below` of the photo's
+    longer side (a portrait or selfie: the case where the full-range model
+    adds nothing but time), that is the answer. Otherwise the full-range model
+    runs too, each model's boxes are mapped to landmark boxes by its own
+    calibration, and the two are merged by weighted NMS. (The price: a photo
+    with one large face and much smaller ones behind it may miss the small
+    ones; `full_below=0` runs both models on every photo.) When they find no face, or
     two or more faces all smaller than `tile_below` of the photo's longer side
     (a crowd), and the photo is over twice the full-range input, the
     full-range model also runs on 3 x 3 overlapping tiles (each 45 % of the
@@ -383,6 +389,9 @@ class MultiRangeBlazeFace(FaceDetector):
         full_threshold: Score threshold of the full-range model (MediaPipe's 0.6).
         tile_threshold: Threshold of the tile pass (stricter: nine more looks;
             its best false detection on 200 face-free frames scored 0.72).
+        full_below: Skip the full-range model when the short-range one finds a
+            face whose landmark box is at least this fraction of the photo's
+            longer side (0: never skip it).
         tiles: Allow the tile pass.
         tile_below: Run it when several faces are found and the largest is
             smaller than this fraction of the photo's longer side (or none is found).
@@ -398,6 +407,7 @@ class MultiRangeBlazeFace(FaceDetector):
         short_threshold: float = 0.7,
         full_threshold: float = 0.6,
         tile_threshold: float = 0.75,
+        full_below: float = 0.2,
         tiles: bool = True,
         tile_below: float = 1 / 6,
         tile_grid: int = 3,
@@ -411,6 +421,7 @@ class MultiRangeBlazeFace(FaceDetector):
         if tile_grid < 2 or not 1 / tile_grid <= tile_fraction < 1:
             raise ValueError(f"tiles: want tile_grid >= 2 and 1 / tile_grid <= tile_fraction < 1 (got {tile_grid}, {tile_fraction})")
         self.tile_threshold = tile_threshold
+        self.full_below = float(full_below)
         self.tile_grid, self.tile_fraction = int(tile_grid), float(tile_fraction)
         self.tiles = tiles
         self.tile_below = tile_below
@@ -429,14 +440,17 @@ class MultiRangeBlazeFace(FaceDetector):
         if max(image.shape[:2]) > side:
             work, _ = _area_resize(image, side / max(image.shape[:2]))
             sx, sy = work.shape[1] / image.shape[1], work.shape[0] / image.shape[0]
-        big, matrix = _compose(*letterbox(work, self.full.input_size), sx, sy)
-        small, small_matrix = _compose(*letterbox(work, self.short.input_size), sx, sy)
-        found = []
-        for detector, square, m in ((self.short, small, small_matrix), (self.full, big, matrix)):
-            boxes, scores, _ = detector.run_square(square, m)
-            found.append((detector.to_landmark_box(boxes), scores))
-        boxes, scores = self._merge(found)
         long_side = max(image.shape[:2])
+        def landmark_boxes(detector):
+            boxes, scores, _ = detector.run_square(*_compose(*letterbox(work, detector.input_size), sx, sy))
+            return detector.to_landmark_box(boxes), scores
+
+        found = [landmark_boxes(self.short)]
+        short_sides = found[0][0][:, 2] - found[0][0][:, 0]
+        # A large face is the short-range model's own case: the full-range one would add only time.
+        if not (self.full_below > 0 and short_sides.size and short_sides.max() >= self.full_below * long_side):
+            found.append(landmark_boxes(self.full))
+        boxes, scores = self._merge(found)
         sides = boxes[:, 2] - boxes[:, 0]
         # No face, or a group of small faces (a crowd: more may be too small for the full photo):
         # look again at 3x3 tiles, where faces are 2.2x larger to the model. One small face

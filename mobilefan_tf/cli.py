@@ -396,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict_model_help = "model: .keras file, SavedModel dir or .tflite (default: the shipped int8 TFLite paper student)"
     flip_help = "run the model once per face (twice as fast) instead of averaging it with its mirror image"
     detector_help = (
-        "face detector: blazeface (default: MediaPipe BlazeFace short + full range, TFLite), "
+        "face detector: blazeface (default: MediaPipe BlazeFace, TFLite; short range, + full range unless "
+        "it finds a face >= 1/5 of the photo), blazeface_both (both ranges always: group photos), "
         "blazeface_short, blazeface_full, dlib (HOG), haar, or a BlazeFace .tflite"
     )
     p = add("predict", "Find faces in photos (or every photo under folders) and their landmarks.")

@@ -7,8 +7,9 @@ Haar box is tighter and sits higher), so each detector also has
 fitted on 300W faces with `calibrate`) that turns its boxes into estimates of
 the landmark box.
 
-The default detector is MediaPipe's BlazeFace (TFLite, short + full range,
-`blazeface.MultiRangeBlazeFace`; the model files ship in `assets/face_detection`).
+The default detector is MediaPipe's BlazeFace (TFLite, short range first, full
+range for smaller faces: `blazeface.MultiRangeBlazeFace`; the model files ship
+in `assets/face_detection`).
 dlib's HOG frontal-face detector (``pip install dlib-bin``) and OpenCV's Haar
 cascade (OpenCV 4 wheels only) remain available: `make_detector("dlib")`.
 """
@@ -167,15 +168,17 @@ class HaarFaceDetector(FaceDetector):
         return boxes[order]
 
 
-DETECTORS = ("blazeface", "blazeface_short", "blazeface_full", "dlib", "haar")
+DETECTORS = ("blazeface", "blazeface_both", "blazeface_short", "blazeface_full", "dlib", "haar")
 
 
 def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector:
     """A detector by name (the CLI's ``--detector``).
 
     Args:
-        name: ``blazeface`` (default: short + full range, `MultiRangeBlazeFace`),
-            ``blazeface_short``, ``blazeface_full``, ``dlib`` (HOG) or ``haar``
+        name: ``blazeface`` (default: `MultiRangeBlazeFace`, short range first,
+            full range unless it found a large face), ``blazeface_both`` (both
+            ranges on every photo: group photos with faces of very different
+            sizes), ``blazeface_short``, ``blazeface_full``, ``dlib`` (HOG) or ``haar``
             (OpenCV 4 cascade), or a path to a BlazeFace ``.tflite``.
         num_threads: TFLite threads of the BlazeFace models.
 
@@ -184,8 +187,8 @@ def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector
     """
     from mobilefan_tf import blazeface
 
-    if name == "blazeface":
-        return blazeface.MultiRangeBlazeFace(num_threads=num_threads)
+    if name in ("blazeface", "blazeface_both"):
+        return blazeface.MultiRangeBlazeFace(full_below=0.2 if name == "blazeface" else 0, num_threads=num_threads)
     if name in ("blazeface_short", "blazeface_full"):
         return blazeface.BlazeFaceDetector(name.removeprefix("blazeface_"), num_threads=num_threads)
     if name == "dlib":
@@ -198,7 +201,7 @@ def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector
 
 
 def default_detector() -> FaceDetector:
-    """BlazeFace (short + full range) when ai-edge-litert is installed, else dlib HOG, else Haar.
+    """BlazeFace (`MultiRangeBlazeFace`) when ai-edge-litert is installed, else dlib HOG, else Haar.
 
     Raises:
         ImportError: one line, when none is available.

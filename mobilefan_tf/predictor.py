@@ -322,8 +322,8 @@ class Predictor:
             None loads `default_predictor_model()` (the shipped int8 TFLite).
             Keras models run through `CompiledKerasRunner`.
         detector: A `FaceDetector` or a `make_detector` name (``"blazeface"``,
-            ``"dlib"``, ...); None uses `default_detector()` (BlazeFace short +
-            full range, created on the first photo without boxes).
+            ``"dlib"``, ...); None uses `default_detector()` (BlazeFace
+            `MultiRangeBlazeFace`, created on the first photo without boxes).
         crop_scale: Side of the crop / side of the face box, as in training
             (`data.crop_face`'s `scale`); defaults to the model's metadata, else 1.25.
         num_threads: TFLite threads (landmark model and detector).

@@ -132,6 +132,37 @@ def test_tiles_find_a_face_too_small_for_the_whole_photo():
         MultiRangeBlazeFace(tile_grid=3, tile_fraction=0.3)  # three tiles of 30 % leave gaps
 
 
+def _count_full_range_runs(detector):
+    calls = []
+    run = detector.full.run_square
+    detector.full.run_square = lambda *a, **k: calls.append(1) or run(*a, **k)
+    return calls
+
+
+def test_full_range_runs_only_below_a_large_face():
+    import cv2
+
+    head = data.astronaut()[0:300, 100:400]
+    close = cv2.resize(head, (512, 512), interpolation=cv2.INTER_LINEAR)  # landmark box ~0.3 of the photo
+    cascade, both = MultiRangeBlazeFace(), MultiRangeBlazeFace(full_below=0)
+    calls, calls_both = _count_full_range_runs(cascade), _count_full_range_runs(both)
+    boxes, scores = cascade.detect_scored(close)
+    reference, _ = both.detect_scored(close)
+    assert (len(calls), len(calls_both)) == (0, 1)
+    assert len(boxes) == 1 and scores[0] > 0.7
+    side = boxes[0, 2] - boxes[0, 0]
+    assert side >= 0.2 * 512
+    np.testing.assert_allclose(boxes[0], reference[0], atol=0.05 * side)  # the same face, merged or not
+    # The same face at ~0.08 of a wide frame is below the bar: the full-range model looks too.
+    canvas = np.full((540, 960, 3), 90, np.uint8)
+    canvas[200:440, 300:540] = cv2.resize(head, (240, 240), interpolation=cv2.INTER_AREA)
+    boxes = cascade.detect(canvas)
+    assert len(calls) == 1 and len(boxes) == 1
+    assert (boxes[0, 2] - boxes[0, 0]) < 0.2 * 960
+    # The CLI names: the cascade by default, both ranges always on request.
+    assert (make_detector("blazeface").full_below, make_detector("blazeface_both").full_below) == (0.2, 0)
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED_300W), reason="shared 300W faces not present")
 def test_detects_real_300w_crops(detector):
     from mobilefan_tf.data import read_300w
