@@ -365,14 +365,15 @@ class MultiRangeBlazeFace(FaceDetector):
     The short-range model finds close, large, rotated and dark faces (100 %
     of the 300W crops); the full-range one finds faces down to ~1/15 of the
     photo side but misses a tenth of close-ups and costs 3x as much. The
-    short-range model runs first (on one area resize shared by both). When it
-    finds a face whose landmark box is at least `full_below` of the photo's
-    longer side (a portrait or selfie: the case where the full-range model
-    adds nothing but time), that is the answer. Otherwise the full-range model
-    runs too, each model's boxes are mapped to landmark boxes by its own
-    calibration, and the two are merged by weighted NMS. (The price: a photo
-    with one large face and much smaller ones behind it may miss the small
-    ones; `full_below=0` runs both models on every photo.) When they find no face, or
+    short-range model runs first. When it finds a face whose landmark box is
+    at least `full_below` of the photo's longer side (a portrait or selfie:
+    the case where the full-range model adds nothing but time), that is the
+    answer. Otherwise the full-range model runs too, each model's boxes are
+    mapped to landmark boxes by its own calibration, and the two are merged by
+    weighted NMS. (The price: a photo with one large face and much smaller
+    ones behind it may miss the small ones; `full_below=0` runs both models on
+    every photo.) Each model letterboxes the photo itself, exactly as it does
+    alone (and as its box calibration was fitted). When they find no face, or
     two or more faces all smaller than `tile_below` of the photo's longer side
     (a crowd), and the photo is over twice the full-range input, the
     full-range model also runs on 3 x 3 overlapping tiles (each 45 % of the
@@ -432,17 +433,10 @@ class MultiRangeBlazeFace(FaceDetector):
     def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmark-box estimates [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
         image = _check_photo(image)
-        # One area resize of the photo to 384 px (2x / 3x the two inputs), then exact 2x and 3x
-        # box averages from it: one pass over a large photo instead of two. (Resizing the
-        # 192 input to 128, a 1.5x step, shifts short-range scores by a few hundredths.)
-        work, sx, sy = image, 1.0, 1.0
-        side = 6 * self.short.input_size // 2
-        if max(image.shape[:2]) > side:
-            work, _ = _area_resize(image, side / max(image.shape[:2]))
-            sx, sy = work.shape[1] / image.shape[1], work.shape[0] / image.shape[0]
         long_side = max(image.shape[:2])
-        def landmark_boxes(detector):
-            boxes, scores, _ = detector.run_square(*_compose(*letterbox(work, detector.input_size), sx, sy))
+
+        def landmark_boxes(detector):  # each model letterboxes the photo itself, as it does alone
+            boxes, scores, _ = detector.run_square(*letterbox(image, detector.input_size))
             return detector.to_landmark_box(boxes), scores
 
         found = [landmark_boxes(self.short)]
@@ -484,26 +478,6 @@ class MultiRangeBlazeFace(FaceDetector):
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         return self.detect_scored(image)[0]
-
-
-def _area_resize(image: np.ndarray, factor: float):
-    import cv2
-
-    h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA), size
-
-
-def _compose(square: np.ndarray, matrix: np.ndarray, sx: float, sy: float):
-    """(square, matrix) of a letterbox of a resized photo -> the matrix from the original photo.
-
-    The resize maps pixel centres as x' = (x + 0.5) * sx - 0.5 (per axis).
-    """
-    scale = np.array([sx, sy])
-    out = matrix.copy()
-    out[:, :2] = matrix[:, :2] * scale  # diagonal
-    out[:, 2] = matrix[:, 2] + np.diag(matrix[:, :2]) * (0.5 * scale - 0.5)
-    return square, out
 
 
 def _check_photo(image) -> np.ndarray:
