@@ -13,7 +13,8 @@ Rows are keyed by their flags, so a row that repeats another (``best`` with
 command every time: each row resumes from its work directory's backup, and a
 finished row (``log.csv`` has every epoch, or the report has scored it) is
 skipped. The report copies each row's log and flags to
-``results/logs/ablation_cross_lite/`` and writes ``results/ablation_cross_lite.json``;
+``results/logs/ablation_cross_lite/`` and writes ``results/ablation_cross_lite.json`` and
+``results/ablation_cross_lite.png`` (validation NME by epoch of every row);
 groups of seeds get their mean and spread (max - min).
 
 A teacher row takes longer than a working session here (~3 h at one thread on
@@ -151,6 +152,40 @@ def run_rows() -> None:
                 print(f"{key}: exit {proc.returncode}, {epochs_done(os.path.join(FLAGS.root, key))} epochs", flush=True)
 
 
+def plot_curves(logs: str, keys: list[str], path: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Validation NME (one pass) by epoch of each run's ``<key>.log.csv`` under `logs`, on one plot.
+
+    Returns:
+        {run: (epochs, val_nme)} as plotted (runs without a log are left out).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for key in keys:
+        log = os.path.join(logs, f"{key}.log.csv")
+        if not os.path.isfile(log):
+            continue
+        by_epoch = {}
+        with open(log) as f:
+            for row in csv.DictReader(f):
+                by_epoch[int(row["epoch"])] = float(row["val_nme"])  # a resumed epoch: its last entry
+        curves[key] = (sorted(by_epoch), [by_epoch[e] for e in sorted(by_epoch)])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, (epochs, nme) in curves.items():
+        ax.plot([e + 1 for e in epochs], [100 * v for v in nme], "--" if key.startswith("alone") else "-", label=key, lw=1.2)
+    ax.set(xlabel="epoch", ylabel="validation NME, one pass (%)", title="mobilefan_lite: student alone vs distilled",
+           ylim=(3.5, 6.0))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return curves
+
+
 def report_rows() -> None:
     logs = os.path.join(FLAGS.results, "logs", "ablation_cross_lite")
     os.makedirs(logs, exist_ok=True)
@@ -186,6 +221,7 @@ def report_rows() -> None:
             groups.setdefault(row.rsplit("_s", 1)[0], []).append(entry["nme_flip"])
     spread = {g: {"seeds": len(v), "mean": sum(v) / len(v), "spread": max(v) - min(v)} for g, v in groups.items()}
     out = {"rows": rows, "groups": spread, "best_terms": FLAGS.best_terms}
+    plot_curves(logs, [e["run"] for e in rows.values()], os.path.join(FLAGS.results, "ablation_cross_lite.png"))
     with open(os.path.join(FLAGS.results, "ablation_cross_lite.json"), "w") as f:
         json.dump(out, f, indent=1)
     print("| row | run | epochs | val NME, flip test | one pass |\n|---|---|---|---|---|")

@@ -56,3 +56,14 @@ def test_state_survives_a_lost_work_directory(parsed, tmp_path):
     assert ablation.restore_state("kd_s0", str(workdir))
     assert ablation.epochs_done(str(workdir)) == 2
     assert not ablation.restore_state("kd_s0", str(workdir))  # present: left alone
+
+
+def test_curves_plot_each_runs_last_entry_per_epoch(tmp_path):
+    head = "epoch,loss,nme,val_loss,val_nme\n"
+    (tmp_path / "alone_s0.log.csv").write_text(head + "0,1,0.1,1,0.09\n1,1,0.1,1,0.07\n")
+    # kd_s0 was killed in epoch 1 and resumed: epoch 1 is logged twice, the later row counts.
+    (tmp_path / "kd_s0.log.csv").write_text(head + "0,1,0.1,1,0.08\n1,1,0.1,1,0.2\n1,1,0.1,1,0.06\n2,1,0.1,1,0.05\n")
+    png = tmp_path / "curves.png"
+    curves = ablation.plot_curves(str(tmp_path), ["alone_s0", "kd_s0", "fad_s0"], str(png))
+    assert curves == {"alone_s0": ([0, 1], [0.09, 0.07]), "kd_s0": ([0, 1, 2], [0.08, 0.06, 0.05])}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
