@@ -25,6 +25,8 @@ Usage:
     python benchmarks/bench_detection.py --calibrate     # fit + store box calibrations first
     python benchmarks/bench_detection.py                 # variants of every 10th face (~20 min on 2 busy cores)
     python benchmarks/bench_detection.py --every 1 --json results/detection.json
+    python benchmarks/bench_detection.py --detectors blazeface@0 blazeface@0.15 blazeface \\
+        --json results/detection_full_below.json         # when to skip the full-range model
 """
 
 from __future__ import annotations
@@ -162,13 +164,25 @@ def score_detector(detector, image, truths) -> tuple[int, int]:
     return found, len(pred) - len(used)
 
 
-def detectors() -> dict:
-    return {
-        "blazeface (default)": MultiRangeBlazeFace(),
-        "blazeface_short": BlazeFaceDetector("short"),
-        "blazeface_full": BlazeFaceDetector("full"),
-        "dlib_hog": DlibFaceDetector(),
-    }
+DEFAULT_ROWS = ("blazeface", "blazeface_short", "blazeface_full", "dlib")
+
+
+def detectors(names=DEFAULT_ROWS) -> dict:
+    """Rows by name: ``blazeface`` (the default), ``blazeface_short`` / ``_full``, ``dlib``, or
+    ``blazeface@X``: the default with ``full_below=X`` (0: both ranges on every photo)."""
+    rows = {}
+    for name in names:
+        if name == "blazeface":
+            rows["blazeface (default)"] = MultiRangeBlazeFace()
+        elif name.startswith("blazeface@"):
+            rows[f"blazeface, full_below={name.split('@')[1]}"] = MultiRangeBlazeFace(full_below=float(name.split("@")[1]))
+        elif name in ("blazeface_short", "blazeface_full"):
+            rows[name] = BlazeFaceDetector(name.removeprefix("blazeface_"))
+        elif name == "dlib":
+            rows["dlib_hog"] = DlibFaceDetector()
+        else:
+            raise SystemExit(f"unknown detector row {name!r} (want {', '.join(DEFAULT_ROWS)} or blazeface@X)")
+    return rows
 
 
 class LazyImages:
@@ -199,8 +213,8 @@ def calibrate(samples) -> dict:
     return stored
 
 
-def run(samples, every: int, seed: int = 0) -> dict:
-    dets = detectors()
+def run(samples, every: int, seed: int = 0, names=DEFAULT_ROWS) -> dict:
+    dets = detectors(names)
     stats = {v: {d: {"faces": 0, "found": 0, "false": 0, "images": 0, "seconds": 0.0} for d in dets} for v in VARIANTS}
     stats["noise"] = {d: {"faces": 0, "found": 0, "false": 0, "images": 0, "seconds": 0.0} for d in dets}
     pool = [(s.image_path, s.landmarks) for s in samples]
@@ -263,6 +277,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="make the harder variants of every N-th face")
     parser.add_argument("--limit", type=int, default=0, help="first N faces only (0: all)")
     parser.add_argument("--calibrate", action="store_true", help="fit and store the BlazeFace box calibrations")
+    parser.add_argument("--detectors", nargs="+", default=list(DEFAULT_ROWS),
+                        help="rows: blazeface, blazeface_short, blazeface_full, dlib, blazeface@X (full_below=X)")
     parser.add_argument("--json", default="results/detection.json")
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -273,7 +289,7 @@ def main() -> None:
     if args.calibrate:
         calibrate(samples)
         return
-    stats = run(samples, args.every)
+    stats = run(samples, args.every, names=args.detectors)
     print(table(stats))
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
