@@ -187,8 +187,10 @@ def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector
     """
     from mobilefan_tf import blazeface
 
-    if name in ("blazeface", "blazeface_both"):
-        return blazeface.MultiRangeBlazeFace(full_below=0.2 if name == "blazeface" else 0, num_threads=num_threads)
+    if name == "blazeface":
+        return blazeface.MultiRangeBlazeFace(num_threads=num_threads)
+    if name == "blazeface_both":
+        return blazeface.MultiRangeBlazeFace(full_below=0, num_threads=num_threads)
     if name in ("blazeface_short", "blazeface_full"):
         return blazeface.BlazeFaceDetector(name.removeprefix("blazeface_"), num_threads=num_threads)
     if name == "dlib":
