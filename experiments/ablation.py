@@ -42,7 +42,9 @@ flags.DEFINE_bool("run", False, "Start or resume the rows.")
 flags.DEFINE_bool("report", False, "Score the finished rows and write the table.")
 flags.DEFINE_bool("save_state", False, "Copy every unfinished row's resume state into results/ablation_state/.")
 flags.DEFINE_string("root", "/work/runs/ablation_cross_lite", "One work directory per row under here.")
-flags.DEFINE_list("rows", ["alone_s0", "kd_s0", "alone_s1", "fad_s0", "fsd_s0", "best_s0", "best_s1"],
+# kd_s1 before fad / fsd: the seed pair that tells whether the teacher pays at all comes first
+# (with --best_terms kd, best_s0 / best_s1 are kd_s0 / kd_s1 and share their runs).
+flags.DEFINE_list("rows", ["alone_s0", "kd_s0", "alone_s1", "kd_s1", "fad_s0", "fsd_s0", "best_s0", "best_s1"],
                   "Rows, in launch order.")
 flags.DEFINE_list("best_terms", ["kd"], "The teacher terms of the `best` rows (kd, fad, fsd).")
 flags.DEFINE_integer("parallel", 2, "Rows trained at once (one CPU thread each).")
