@@ -176,8 +176,11 @@ def plot_curves(logs: str, keys: list[str], path: str) -> dict[str, tuple[list[i
                 by_epoch[int(row["epoch"])] = float(row["val_nme"])  # a resumed epoch: its last entry
         curves[key] = (sorted(by_epoch), [by_epoch[e] for e in sorted(by_epoch)])
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = {}  # one colour per kind of row (alone, kd, ...), one line style per seed
     for key, (epochs, nme) in curves.items():
-        ax.plot([e + 1 for e in epochs], [100 * v for v in nme], "--" if key.startswith("alone") else "-", label=key, lw=1.2)
+        kind, seed = key.rsplit("_s", 1)
+        colour = colours.setdefault(kind, f"C{len(colours)}")
+        ax.plot([e + 1 for e in epochs], [100 * v for v in nme], ("-", "--", ":")[int(seed) % 3], color=colour, label=key, lw=1.2)
     ax.set(xlabel="epoch", ylabel="validation NME, one pass (%)", title="mobilefan_lite: student alone vs distilled",
            ylim=(3.5, 6.0))  # fmt: skip
     ax.grid(alpha=0.3)
