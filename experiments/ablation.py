@@ -108,8 +108,7 @@ def copy_state(src: str, dst: str) -> None:
 
 
 def save_state() -> None:
-    for row in FLAGS.rows:
-        key, _ = row_command(row)
+    for key in dict.fromkeys(row_command(row)[0] for row in FLAGS.rows):  # rows sharing a run: once
         workdir = os.path.join(FLAGS.root, key)
         done = epochs_done(workdir)
         if 0 < done < FLAGS.row_epochs:
