@@ -190,6 +190,25 @@ def plot_curves(logs: str, keys: list[str], path: str) -> dict[str, tuple[list[i
     return curves
 
 
+def keep_candidates(rows: dict, groups: dict) -> list[str]:
+    """Copies the best model of every scored row that beats the student-alone mean to
+    ``results/ablation_models/<run>.keras`` (~2.7 MB each): a finished row's work
+    directory is lost when its session ends, and the winner is what gets shipped."""
+    if "alone" not in groups:
+        return []
+    kept = []
+    for row, entry in rows.items():
+        best = os.path.join(FLAGS.root, entry["run"], "best.keras")
+        if row.startswith("alone") or entry.get("nme_flip", 1.0) >= groups["alone"]["mean"] or not os.path.isfile(best):
+            continue
+        dst = os.path.join(FLAGS.results, "ablation_models", f"{entry['run']}.keras")
+        if dst not in kept:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(best, dst)
+            kept.append(dst)
+    return kept
+
+
 def report_rows() -> None:
     logs = os.path.join(FLAGS.results, "logs", "ablation_cross_lite")
     os.makedirs(logs, exist_ok=True)
@@ -225,6 +244,8 @@ def report_rows() -> None:
             groups.setdefault(row.rsplit("_s", 1)[0], []).append(entry["nme_flip"])
     spread = {g: {"seeds": len(v), "mean": sum(v) / len(v), "spread": max(v) - min(v)} for g, v in groups.items()}
     out = {"rows": rows, "groups": spread, "best_terms": FLAGS.best_terms}
+    for path in keep_candidates(rows, spread):
+        print(f"kept {path}")
     runs = list(dict.fromkeys(e["run"] for e in rows.values()))  # best_s0 is kd_s0's run: one curve
     plot_curves(logs, runs, os.path.join(FLAGS.results, "ablation_cross_lite.png"))
     with open(os.path.join(FLAGS.results, "ablation_cross_lite.json"), "w") as f:

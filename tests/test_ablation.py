@@ -1,4 +1,5 @@
-"""experiments/ablation.py: rows map to the right flags; repeated rows share one run; finished rows are skipped."""
+"""experiments/ablation.py: rows map to the right flags; repeated rows share one run; finished rows are skipped;
+rows that beat the baseline keep their model."""
 
 import pytest
 from absl import flags
@@ -67,3 +68,21 @@ def test_curves_plot_each_runs_last_entry_per_epoch(tmp_path):
     curves = ablation.plot_curves(str(tmp_path), ["alone_s0", "kd_s0", "fad_s0"], str(png))
     assert curves == {"alone_s0": ([0, 1], [0.09, 0.07]), "kd_s0": ([0, 1, 2], [0.08, 0.06, 0.05])}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_beating_the_baseline_keep_their_model(parsed, tmp_path):
+    FLAGS.root, FLAGS.results = str(tmp_path / "runs"), str(tmp_path / "results")
+    for run in ("kd_s0", "fad_s0", "alone_s0"):
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        (tmp_path / "runs" / run / "best.keras").write_bytes(run.encode())
+    rows = {
+        "alone_s0": {"run": "alone_s0", "nme_flip": 0.0394},
+        "kd_s0": {"run": "kd_s0", "nme_flip": 0.0386},
+        "best_s0": {"run": "kd_s0", "nme_flip": 0.0386},  # the same run: copied once
+        "fad_s0": {"run": "fad_s0", "nme_flip": 0.0401},  # worse than alone: not kept
+        "fsd_s0": {"run": "fsd_s0"},  # running
+    }
+    kept = ablation.keep_candidates(rows, {"alone": {"mean": 0.0396}})
+    assert kept == [str(tmp_path / "results" / "ablation_models" / "kd_s0.keras")]
+    assert (tmp_path / "results" / "ablation_models" / "kd_s0.keras").read_bytes() == b"kd_s0"
+    assert ablation.keep_candidates(rows, {}) == []  # no baseline scored yet: nothing to compare

@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from mobilefan_tf.data import synthetic_faces
-from mobilefan_tf.export import export_saved_model, export_tflite
+from mobilefan_tf.export import _DeconvAsDepthToSpace, export_saved_model, export_tflite
 from mobilefan_tf.heatmaps import encode_heatmaps, input_to_heatmap
 from mobilefan_tf.metrics import nme_per_image
 from mobilefan_tf.models import build_model
@@ -92,6 +92,64 @@ def test_tflite_int8_io(trained, keras_reference, tmp_path):
     diff, _ = _parity(pred, keras_reference[0], landmarks[:16])
     print(f"\nTFLite int8 (int8 input): mean landmark diff {diff:.4f} px")
     assert diff <= 1.0
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (2, 3)])
+def test_deconv_as_depth_to_space_matches_conv2d_transpose(kernel):
+    """The export-time rewrite of kernel == stride deconvs (BatchNorm and ReLU folded in)
+    is exact, leaves overlapping deconvs alone and restores every layer afterwards."""
+    inputs = keras.Input((5, 7, 6))
+    rewritten = keras.layers.Conv2DTranspose(4, kernel, strides=kernel, name="eq")
+    bn, relu = keras.layers.BatchNormalization(epsilon=1e-3), keras.layers.ReLU()
+    features = relu(bn(rewritten(inputs)))
+    overlapping = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same", activation="relu", name="overlap")
+    model = keras.Model(inputs, [features, overlapping(features)])
+    rng = np.random.default_rng(0)
+    rewritten.set_weights([rng.normal(size=w.shape).astype("float32") for w in rewritten.get_weights()])
+    # BatchNorm statistics far from the identity, so a missed or wrong fold shows.
+    gamma, var = (rng.uniform(0.5, 2.0, size=4).astype("float32") for _ in range(2))
+    beta, mean = (rng.normal(size=4).astype("float32") for _ in range(2))
+    bn.set_weights([gamma, beta, mean, var])
+    x = rng.normal(size=(2, 5, 7, 6)).astype("float32")
+    ref = [t.numpy() for t in model(x, training=False)]
+    patch = _DeconvAsDepthToSpace(model)
+    assert patch.plans == [(rewritten, bn, relu)]
+    with patch:
+        got = [t.numpy() for t in model(x, training=False)]
+        assert "call" in vars(rewritten) and "call" not in vars(overlapping)
+    assert got[0].shape == (2, 5 * kernel[0], 7 * kernel[1], 4)
+    assert np.isfinite(ref[1]).all() and (ref[0] == 0).mean() > 0.2  # ReLU active somewhere
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-5)
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-4)
+    assert not any("call" in vars(layer) for layer in (rewritten, bn, relu))
+    assert np.abs(model(x, training=False)[0].numpy() - ref[0]).max() == 0.0  # restored
+    # The sub-pixel order matters: the same kernel with (a, b) swapped gives other outputs.
+    if kernel[0] == kernel[1]:
+        weights = rewritten.get_weights()
+        rewritten.set_weights([np.swapaxes(weights[0], 0, 1), *weights[1:]])
+        with patch:
+            assert np.abs(model(x, training=False)[0].numpy() - ref[0]).max() > 0.1
+
+
+def test_deconv_read_twice_keeps_its_batchnorm():
+    inputs = keras.Input((3, 3, 2))
+    deconv = keras.layers.Conv2DTranspose(2, 2, strides=2)
+    y = deconv(inputs)
+    model = keras.Model(inputs, [keras.layers.BatchNormalization()(y), y])
+    assert _DeconvAsDepthToSpace(model).plans == [(deconv, None, None)]
+
+
+def test_tflite_runs_deconvs_as_depth_to_space(trained, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = trained[0]
+    assert all(bn is not None and relu is not None for _, bn, relu in _DeconvAsDepthToSpace(model).plans)
+    path = export_tflite(model, str(tmp_path / "m.tflite"))
+    ops = [op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()]
+    assert ops.count("DEPTH_TO_SPACE") == 3 and "TRANSPOSE_CONV" not in ops
+    # BatchNorm and ReLU live in the convolutions: each rearrangement feeds the next convolution.
+    assert [ops[i + 1] for i, op in enumerate(ops) if op == "DEPTH_TO_SPACE"] == ["CONV_2D"] * 3
+    assert not any("call" in vars(layer) for layer in model._flatten_layers())
 
 
 def test_tflite_rejects_bad_options(trained, tmp_path):
