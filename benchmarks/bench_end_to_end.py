@@ -4,7 +4,8 @@ Every row runs in the same process on the same photos (skimage's astronaut
 scaled into a 640x480 and a 1920x1080 frame, landmark box ~90 / ~190 px, and
 a 640x480 selfie whose face fills the frame's height), with
 TFLite, OpenCV and TensorFlow each held to one thread, and reports the median
-time per photo over `--runs` calls (after warm-up) and its ratio to the
+time per photo over `--runs` calls (after warm-up; the rows' calls
+interleaved, so load from elsewhere hits every row alike) and its ratio to the
 MediaPipe anchor of that photo size.
 
 The anchor is MediaPipe's face pipeline as its graphs run it on a CPU:
@@ -120,16 +121,24 @@ def cpu_flags() -> list[str]:
     return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
 
 
-def timings_ms(fn, photo, runs: int) -> tuple[float, float]:
-    """(median, minimum) ms of `runs` calls after 3 warm-ups; the minimum is the least load-bound."""
-    for _ in range(3):
-        fn(photo)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn(photo)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times)), 1e3 * float(np.min(times))
+def interleaved_timings(fns: list, photo, runs: list[int]) -> list[tuple[float, float]]:
+    """(median, minimum) ms of each fn over its `runs` calls, after 3 warm-ups each.
+
+    The calls are interleaved (round i times every fn once), so a burst of load
+    from elsewhere on the machine slows every row alike instead of one row's
+    whole window: the ratios between rows are what this benchmark is for.
+    """
+    for fn in fns:
+        for _ in range(3):
+            fn(photo)
+    times = [[] for _ in fns]
+    for i in range(max(runs)):
+        for fn, n, t in zip(fns, runs, times, strict=True):
+            if i < n:
+                start = time.perf_counter()
+                fn(photo)
+                t.append(time.perf_counter() - start)
+    return [(1e3 * float(np.median(t)), 1e3 * float(np.min(t))) for t in times]
 
 
 def pipelines(mesh_path: str, keras_rows: bool):
@@ -190,17 +199,17 @@ def main() -> None:
     cv2.setNumThreads(1)
     rows = pipelines(face_mesh_path(args.face_mesh), not args.no_keras)
     frames = photos()
-    results = []
-    for name, fn, note in rows:
-        row = {"pipeline": name, "note": note}
-        for size, photo in frames.items():
-            runs = args.runs if "before" not in name else max(5, args.runs // 5)
-            row[f"{size}_ms"], row[f"{size}_min_ms"] = timings_ms(fn, photo, runs)
+    results = [{"pipeline": name, "note": note} for name, _, note in rows]
+    runs = [args.runs if "before" not in name else max(5, args.runs // 5) for name, _, _ in rows]
+    for size, photo in frames.items():
+        for row, (name, fn, _), (median, least) in zip(
+            results, rows, interleaved_timings([fn for _, fn, _ in rows], photo, runs), strict=True
+        ):
+            row[f"{size}_ms"], row[f"{size}_min_ms"] = median, least
             out = fn(photo)
             if isinstance(out, list) and not name.startswith("detector"):
                 row[f"{size}_faces"] = len(out)
-        results.append(row)
-        print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k.endswith("_ms")), file=sys.stderr)
+        print(f"{size}: " + ", ".join(f"{r['pipeline']} {r[f'{size}_ms']:.2f}" for r in results), file=sys.stderr)
     anchor = results[0]
     for row in results:
         for size in frames:
