@@ -15,7 +15,9 @@ finished row (``log.csv`` has every epoch, or the report has scored it) is
 skipped. The report copies each row's log and flags to
 ``results/logs/ablation_cross_lite/`` and writes ``results/ablation_cross_lite.json`` and
 ``results/ablation_cross_lite.png`` (validation NME by epoch of every row);
-groups of seeds get their mean and spread (max - min).
+groups of seeds get their mean and spread (max - min). A scored row that beats
+the student-alone mean keeps its best model in ``results/ablation_models/`` (the
+work directory does not outlive the session, and the winner is what ships).
 
 A teacher row takes longer than a working session here (~3 h at one thread on
 two shared AVX2 cores, beside another row), and only the repository outlives a session, so ``--save_state``

@@ -147,10 +147,6 @@ class _DeconvAsDepthToSpace:
                 relu = after
             self.plans.append((layer, bn, relu))
 
-    @property
-    def layers(self) -> list:
-        return [plan[0] for plan in self.plans]
-
     @staticmethod
     def _call(layer, bn, relu):
         kh, kw = layer.kernel_size
