@@ -6,7 +6,7 @@ to 4C channels + DEPTH_TO_SPACE, with their BatchNorm and ReLU folded in
 is the former graph). This script exports each shipped Keras model both ways
 (same calibration faces: 64 training crops of ``--data_dir`` when present,
 else synthetic faces), times the two interleaved at one thread (median ms over
-``--runs`` calls, after warm-up) and reports the largest landmark difference
+``--runs`` calls, after warm-up; `bench_end_to_end.interleaved_timings`) and reports the largest landmark difference
 between them on ``--faces`` other faces. Validation NME of the files comes from
 ``python -m experiments.evaluate`` (see the model card).
 
@@ -19,14 +19,15 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
+from bench_end_to_end import interleaved_timings  # noqa: E402 - the same interleaved timer as the pipeline rows
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mobilefan_tf", "assets")
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "300w")
@@ -76,19 +77,12 @@ def main() -> None:
             runners[graph] = TFLiteModel(path, num_threads=1)
             landmarks[graph] = runners[graph].predict_landmarks(test)[0]
         # Interleaved, so both graphs see the same machine state.
-        times = {graph: [] for graph in runners}
-        image = test[:1]
-        for i in range(args.runs + 20):
-            for graph, runner in runners.items():
-                start = time.perf_counter()
-                runner.predict_landmarks(image)
-                if i >= 20:
-                    times[graph].append(time.perf_counter() - start)
+        medians = interleaved_timings([r.predict_landmarks for r in runners.values()], test[:1], [args.runs] * 2)
         diff = np.linalg.norm(landmarks["depth_to_space"] - landmarks["transpose_conv"], axis=-1)
         row = {
             "model": name,
             "faces": source,
-            **{f"{graph}_ms": 1000 * float(np.median(t)) for graph, t in times.items()},
+            **{f"{graph}_ms": median for graph, (median, _) in zip(runners, medians, strict=True)},
             "landmark_diff_px_mean": float(diff.mean()),
             "landmark_diff_px_max": float(diff.max()),
         }
@@ -100,6 +94,7 @@ def main() -> None:
             f" {row['landmark_diff_px_max']:.2f} px max ({size} px crops)",
             flush=True,
         )
+    shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         cpu = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
         with open(args.json, "w") as f:

@@ -131,14 +131,11 @@ class _DeconvAsDepthToSpace:
                 continue
             bn = relu = None
             after = _sole_consumer(layer, outputs)
-            if (
-                layer.activation in (None, keras.activations.linear)
-                and isinstance(after, keras.layers.BatchNormalization)
-                and after.axis in (-1, 3, [-1], [3])
-            ):
+            linear = layer.activation in (None, keras.activations.linear)  # else nothing folds past it
+            if linear and isinstance(after, keras.layers.BatchNormalization) and after.axis in (-1, 3, [-1], [3]):
                 bn, after = after, _sole_consumer(after, outputs)
             if (
-                (bn is not None or layer.activation in (None, keras.activations.linear))
+                linear
                 and isinstance(after, keras.layers.ReLU)
                 and after.max_value is None
                 and float(after.negative_slope) == 0.0
