@@ -5,6 +5,7 @@ Every row trains `mobilefan_lite` on the same split with the same schedule
 model's); the teacher rows learn from the shipped default (256 px, frozen).
 
     python -m experiments.ablation --run       # starts / resumes the rows, two at a time (days on 2 CPU cores)
+    python -m experiments.ablation --run --parallel 1 --threads 2   # one row at a time on both cores
     python -m experiments.ablation --report    # scores the finished rows (flip test), writes the table
     python -m experiments.ablation --save_state  # before a session ends: what the unfinished rows need to resume
 
@@ -49,7 +50,8 @@ flags.DEFINE_string("root", "/work/runs/ablation_cross_lite", "One work director
 flags.DEFINE_list("rows", ["alone_s0", "kd_s0", "alone_s1", "kd_s1", "fad_s0", "fsd_s0", "best_s0", "best_s1"],
                   "Rows, in launch order.")
 flags.DEFINE_list("best_terms", ["kd"], "The teacher terms of the `best` rows (kd, fad, fsd).")
-flags.DEFINE_integer("parallel", 2, "Rows trained at once (one CPU thread each).")
+flags.DEFINE_integer("parallel", 2, "Rows trained at once.")
+flags.DEFINE_integer("threads", 1, "CPU threads of each row (a row restarted with another count resumes from its backup).")
 flags.DEFINE_integer("row_epochs", 100, "Epochs of every row.")
 flags.DEFINE_string("row_teacher", "mobilefan_tf/assets/mobilefan_300w.keras", "Teacher of the distillation rows.")
 flags.DEFINE_string("results", "results", "Where the report goes.")
@@ -129,7 +131,8 @@ def restore_state(key: str, workdir: str) -> bool:
 
 
 def run_rows() -> None:
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    threads = str(FLAGS.threads)
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # 1.8x on the teacher's forward pass on AVX2 (WORKSPACE.md)
     todo, seen, scored = [], set(), scored_rows()
     for row in FLAGS.rows:
