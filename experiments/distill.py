@@ -30,7 +30,7 @@ from distillation import Distiller, load_teacher
 from experiments import script_setup
 
 script_setup.define_flags("distill", preset="mobilefan")
-script_setup.define_training_flags(epoch_weights=False)
+script_setup.define_training_flags()
 flags.DEFINE_string("teacher", None, "Teacher: any landmark model .keras (e.g. the shipped default). "
                     "Required unless --smoke.")
 flags.DEFINE_float("kd_weight", 1.0, "Weight of output-level KD (teacher heatmaps as soft targets).")
@@ -119,7 +119,8 @@ def main(argv):
         validation_data=val_ds,
         epochs=config.epochs,
         steps_per_epoch=steps,
-        callbacks=make_callbacks(FLAGS.workdir, monitor="val_nme"),
+        callbacks=make_callbacks(FLAGS.workdir, monitor="val_nme", keep_epoch_weights=FLAGS.keep_epoch_weights,
+                                 weights_of=student),
     )
     script_setup.print_history(history)
     print(f"best student: {os.path.join(FLAGS.workdir, 'best.keras')}")

@@ -101,8 +101,8 @@ def define_flags(script: str, preset: str) -> None:
     flags.DEFINE_bool("smoke", False, "Synthetic faces and a tiny model: an end-to-end run in about a minute.")
 
 
-def define_training_flags(epoch_weights: bool = True) -> None:
-    """Flags of the scripts that train (``--keep_epoch_weights`` only if `epoch_weights`)."""
+def define_training_flags() -> None:
+    """Flags of the scripts that train."""
     flags.DEFINE_float("learning_rate", None, "Peak learning rate (default: TrainConfig's).")
     flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: TrainConfig's; 0 with --smoke).")
     flags.DEFINE_enum("schedule", None, ["cosine", "step", "constant"], "LR decay (default: TrainConfig's).")
@@ -112,9 +112,8 @@ def define_training_flags(epoch_weights: bool = True) -> None:
                         "e.g. a GPU run (KERAS_BACKEND=jax), to fine-tune on.")
     flags.DEFINE_float("time_budget", 0.0, "Stop training (between epochs) when the next epoch would end after "
                        "this many seconds from the start; 0: no limit.")
-    if epoch_weights:  # the Distiller's checkpoints are not a bare student's: no averaging there
-        flags.DEFINE_bool("keep_epoch_weights", False, "Keep every epoch's weights in WORKDIR/epochs/ (about 9 MB each "
-                          "for the paper preset), for experiments.average_weights.")
+    flags.DEFINE_bool("keep_epoch_weights", False, "Keep every epoch's (student) weights in WORKDIR/epochs/ (about "
+                      "9 MB each for the paper preset), for experiments.average_weights.")
 
 
 class _NoStrategy:

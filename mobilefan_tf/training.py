@@ -181,14 +181,42 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
             os.replace(tmp, self.record)  # a kill leaves the old record or the new one, never half
 
 
+class EpochWeights(keras.callbacks.Callback):
+    """Keeps every epoch's weights as ``DIRECTORY/epoch_NNN.weights.h5`` (1-based), for weight averaging.
+
+    Args:
+        directory: Where the files go (created).
+        weights_of: The model whose weights are kept; None: the model being
+            fitted. A `Distiller` passes its student, so that the files are
+            bare student weights, as `experiments.average_weights` expects
+            (the Distiller's own weights also hold the adaptors).
+    """
+
+    def __init__(self, directory: str, weights_of: keras.Model | None = None):
+        super().__init__()
+        self.directory, self.weights_of = directory, weights_of
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, f"epoch_{epoch + 1:03d}.weights.h5")
+        tmp = os.path.join(self.directory, f"tmp_epoch_{epoch + 1:03d}.weights.h5")  # not matched by epoch_*
+        (self.weights_of or self.model).save_weights(tmp)
+        os.replace(tmp, path)  # a kill leaves no half-written epoch file to be averaged
+
+
 def make_callbacks(
-    workdir: str, monitor: str = "val_nme", tensorboard: bool = True, keep_epoch_weights: bool = False
+    workdir: str,
+    monitor: str = "val_nme",
+    tensorboard: bool = True,
+    keep_epoch_weights: bool = False,
+    weights_of: keras.Model | None = None,
 ) -> list[keras.callbacks.Callback]:
     """CSV + TensorBoard logs, best and last checkpoints, and backup for resume.
 
     With `keep_epoch_weights`, every epoch's weights are also kept (1-based
     ``epochs/epoch_NNN.weights.h5``, about 9 MB each for the paper preset) so
-    that a run's tail can be averaged afterwards.
+    that a run's tail can be averaged afterwards: those of `weights_of` if
+    given (a Distiller's student), else of the fitted model.
     """
     os.makedirs(workdir, exist_ok=True)
     callbacks = [
@@ -200,9 +228,7 @@ def make_callbacks(
         keras.callbacks.TerminateOnNaN(),
     ]
     if keep_epoch_weights:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(workdir, "epochs", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
-        ))
+        callbacks.append(EpochWeights(os.path.join(workdir, "epochs"), weights_of))
     if tensorboard and tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tb"), update_freq="epoch"))
     return callbacks

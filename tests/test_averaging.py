@@ -29,6 +29,28 @@ def test_average_weight_files_is_the_exact_mean(tmp_path):
         np.testing.assert_allclose(w, np.full(w.shape, (0 + 1 + 4) / 3 + k), rtol=1e-6)
 
 
+def test_epoch_weights_keep_the_inner_models_weights_each_epoch(tmp_path):
+    """A Distiller keeps its student's weights: the files must load into a bare student, one per epoch."""
+    from mobilefan_tf.training import EpochWeights
+
+    inner = _mlp()
+    inputs = keras.Input((4,))
+    outer = keras.Model(inputs, keras.layers.Dense(2, name="head")(inner(inputs)))  # more weights than `inner`
+    outer.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(inner.get_weights()))
+    outer.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[EpochWeights(str(tmp_path / "epochs"), inner), record])
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
+    student = _mlp(seed=1)
+    for epoch, weights in enumerate(seen, 1):
+        student.load_weights(str(tmp_path / "epochs" / f"epoch_{epoch:03d}.weights.h5"))
+        for got, want in zip(student.get_weights(), weights, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert not np.allclose(seen[0][2], seen[1][2])  # the dense kernel moved: two different epochs were kept
+
+
 def test_average_weight_files_errors_name_the_file(tmp_path):
     model = _mlp()
     with pytest.raises(ValueError, match="no weight files"):

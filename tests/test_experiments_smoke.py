@@ -87,8 +87,12 @@ def test_average_weights_smoke(runs):
 def test_distill_smoke(runs):
     teacher = runs / "teacher" / "best.keras"
     proc = run_script("distill", "--smoke", f"--teacher={teacher}", "--fs_pool_size=2", "--fa_weight=0.01",
-                      "--fs_weight=0.001", "--kd_weight=1", f"--workdir={runs / 'distill'}")
+                      "--fs_weight=0.001", "--kd_weight=1", f"--workdir={runs / 'distill'}", "--keep_epoch_weights")
     check_ok(proc)
+    # Epoch weights are the student's alone (not the adaptors'), so they average into its last.keras.
+    assert sorted(os.listdir(runs / "distill" / "epochs")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
+    check_ok(run_script("average_weights", "--smoke", f"--workdir={runs / 'distill'}", "--bn_batches=2"))
+    assert json.loads((runs / "distill" / "averaged.json").read_text())["epochs"] == [1, 2]
     check_training_run(
         runs / "distill", ["loss", "heatmap_loss", "fa_loss", "fs_loss", "kd_loss", "nme", "val_fa_loss", "val_fs_loss",
                            "val_kd_loss", "val_nme"]
