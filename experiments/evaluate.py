@@ -12,6 +12,9 @@ Writes to ``--workdir`` (default runs/evaluate):
 ``--model`` takes .keras files, SavedModel folders or .tflite files. By default
 each face is averaged with its mirror image (``--flip_test on``, as
 ``mobilefan evaluate`` does); ``--flip_test both`` scores one pass too.
+``--face_size 64 --face_size 32`` also scores every model on the same faces
+shrunk so that their landmark box is 64 (32) pixels (`shrink_faces`: how small
+a face in a photo may be), as rows ``<model>@64px``; the plots show full size only.
 """
 
 import json
@@ -32,6 +35,8 @@ flags.DEFINE_string("norm", None, "NME normaliser: inter_ocular, inter_pupil or 
                     "dataset's: COFW inter-pupil, the others inter-ocular).")
 flags.DEFINE_enum("flip_test", "on", ["on", "off", "both"], "Average each face with its mirror image (on, as "
                   "`mobilefan evaluate` does), run once (off), or score both ways (the flip rows get a _flip suffix).")
+flags.DEFINE_multi_integer("face_size", [], "Also score on the faces shrunk to this landmark-box side in pixels "
+                           "(repeat for several).")
 FLAGS = flags.FLAGS
 
 
@@ -65,7 +70,7 @@ def eval_samples() -> list:
 
 def main(argv):
     del argv
-    from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced
+    from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced, shrink_faces
     from mobilefan_tf.flip_averaging import FlipTestModel
     from mobilefan_tf.predictor import load_landmark_model
 
@@ -101,6 +106,16 @@ def main(argv):
             ground_truth=[s.landmarks for s in samples],
         )
         print(f"{name}: NME {100 * res['nme']:.2f}%  FR {100 * res['failure_rate']:.2f}%  AUC {res['auc']:.4f}")
+    for side in FLAGS.face_size:
+        try:
+            small = shrink_faces(samples, side)
+        except ValueError as err:
+            raise app.UsageError(f"--face_size: {err}") from None
+        for name, model in models.items():
+            res = evaluate_model(model, small, spec=script_setup.SPEC, threshold=FLAGS.threshold, norm=FLAGS.norm)
+            summary[f"{name}@{side}px"] = {k: res[k] for k in ("nme", "failure_rate", "auc", "num_images", "flip_test")}
+            print(f"{name} @ {side} px: NME {100 * res['nme']:.2f}%  FR {100 * res['failure_rate']:.2f}%  "
+                  f"AUC {res['auc']:.4f}")
     plot_ced(results, os.path.join(FLAGS.workdir, "ced.png"), threshold=FLAGS.threshold, title="synthetic faces" if FLAGS.smoke else f"{script_setup.dataset_spec().name} {FLAGS.split}")
     with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
         json.dump({"split": FLAGS.split, "summary": summary, "models": results}, f, indent=1)

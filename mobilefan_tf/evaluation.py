@@ -41,6 +41,44 @@ def _sample_image(sample) -> np.ndarray:
         raise ValueError(f"{sample.image_path}: {err}") from None
 
 
+def shrink_faces(samples: Sequence, side: float) -> list:
+    """The faces as they would be if photographed smaller: for "how small a face still works".
+
+    Each photo is scaled (OpenCV area averaging, as a camera's coarser
+    sensor would sample it) so that its landmark box's longer side is `side`
+    pixels; the landmarks follow (pixel-centre frame: x' = (x + 0.5) * s - 0.5).
+    Faces already at most `side` are kept as they are, never enlarged. An
+    evaluation then crops and resizes each face up to the model's input, as
+    the predictor does for a small face in a photo.
+
+    Args:
+        samples: `FaceSample`s (image in memory or `image_path`), landmarks [K, 2].
+        side: Target landmark-box side in pixels (> 1).
+
+    Returns:
+        New `FaceSample`s with the scaled image in memory, ``box`` None.
+    """
+    import dataclasses
+
+    import cv2
+
+    if not side > 1:
+        raise ValueError(f"face side must be > 1 pixel, got {side}")
+    out = []
+    for sample in samples:
+        image, landmarks = _sample_image(sample), np.asarray(sample.landmarks, np.float32)
+        scale = side / float((landmarks.max(0) - landmarks.min(0)).max())
+        if scale < 1:
+            h, w = image.shape[:2]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            # The exact scale of each axis after rounding the size, so the landmarks stay on the pixels.
+            factor = np.array([size[0] / w, size[1] / h], np.float32)
+            landmarks = (landmarks + 0.5) * factor - 0.5
+        out.append(dataclasses.replace(sample, image=image, image_path=None, landmarks=landmarks, box=None))
+    return out
+
+
 def evaluate_model(
     model_or_predictor,
     samples: Sequence,

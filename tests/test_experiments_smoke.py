@@ -111,9 +111,13 @@ def test_distill_smoke(runs):
 @pytest.mark.slow
 def test_evaluate_smoke(runs):
     models = [f"--model={runs / d / 'best.keras'}" for d in ("student", "distill")]
-    check_ok(run_script("evaluate", "--smoke", *models, f"--workdir={runs / 'eval'}"))
+    check_ok(run_script("evaluate", "--smoke", *models, f"--workdir={runs / 'eval'}", "--face_size=12"))
     result = json.loads((runs / "eval" / "results.json").read_text())
     assert set(result["models"]) == {"student_best", "distill_best"}
+    assert set(result["summary"]) == {"student_best", "distill_best", "student_best@12px", "distill_best@12px"}
+    for name in ("student_best", "distill_best"):  # 12 px faces lose detail: not the full-size score
+        small, full = result["summary"][f"{name}@12px"], result["summary"][name]
+        assert small["num_images"] == full["num_images"] and small["nme"] != full["nme"]
     for res in result["models"].values():
         assert {"nme", "failure_rate", "auc", "per_image"} <= set(res)
         assert len(res["per_image"]) == res["num_images"] > 0

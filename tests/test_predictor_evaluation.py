@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mobilefan_tf.data import FaceSample, apply_affine, crop_matrix, face_box, synthetic_faces
-from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced
+from mobilefan_tf.evaluation import evaluate_model, overlay_grid, plot_ced, shrink_faces
 
 
 class OracleRunner:
@@ -53,3 +53,22 @@ def test_plots(samples, tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000 and path.endswith("grid.png")
     with pytest.raises(ValueError, match="no samples"):
         evaluate_model(OracleRunner([]), [])
+
+
+def test_shrink_faces_keeps_landmarks_on_their_pixels():
+    """A 2x2 white block centred on a landmark becomes one white pixel exactly at the scaled landmark."""
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[10:12, 20:22] = 255  # centre (x, y) = (20.5, 10.5)
+    landmarks = np.array([[20.5, 10.5], [40.5, 30.5]], np.float32)  # box side 20
+    (small,) = shrink_faces([FaceSample("f", None, image, landmarks, box=np.zeros(4, np.float32))], 10)
+    assert small.image.shape == (20, 30, 3) and small.box is None and small.image_path is None
+    np.testing.assert_allclose(small.landmarks, [[10, 5], [20, 15]])
+    ys, xs = np.nonzero(small.image[..., 0] == 255)
+    assert (xs.tolist(), ys.tolist()) == ([10], [5])
+    np.testing.assert_allclose((small.landmarks.max(0) - small.landmarks.min(0)).max(), 10)
+    (same,) = shrink_faces([FaceSample("f", None, image, landmarks)], 50)  # never enlarged
+    assert same.image.shape == image.shape
+    np.testing.assert_array_equal(same.landmarks, landmarks)
+    with pytest.raises(ValueError, match="> 1 pixel"):
+        shrink_faces([], 0)
+
