@@ -2,7 +2,9 @@
 
 Every row trains `mobilefan_lite` on the same split with the same schedule
 (100 epochs, peak 2e-3, 3 warm-up epochs, cosine, batch 16: the shipped lite
-model's); the teacher rows learn from the shipped default (256 px, frozen).
+model's); the teacher rows learn from the default model as shipped when the ablation
+started (256 px, frozen; kept as ``results/ablation_models/teacher_default_stage4.keras``
+so that every row has the same teacher after the default moved on).
 
     python -m experiments.ablation --run       # starts / resumes the rows, two at a time (days on 2 CPU cores)
     python -m experiments.ablation --run --parallel 1 --threads 2   # one row at a time on both cores
@@ -53,7 +55,8 @@ flags.DEFINE_list("best_terms", ["kd"], "The teacher terms of the `best` rows (k
 flags.DEFINE_integer("parallel", 2, "Rows trained at once.")
 flags.DEFINE_integer("threads", 1, "CPU threads of each row (a row restarted with another count resumes from its backup).")
 flags.DEFINE_integer("row_epochs", 100, "Epochs of every row.")
-flags.DEFINE_string("row_teacher", "mobilefan_tf/assets/mobilefan_300w.keras", "Teacher of the distillation rows.")
+flags.DEFINE_string("row_teacher", "results/ablation_models/teacher_default_stage4.keras",
+                    "Teacher of the distillation rows (the stage-4 default, which every row so far learnt from).")
 flags.DEFINE_string("results", "results", "Where the report goes.")
 FLAGS = flags.FLAGS
 
