@@ -200,7 +200,7 @@ class EpochWeights(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         path = os.path.join(self.directory, f"epoch_{epoch + 1:03d}.weights.h5")
         tmp = os.path.join(self.directory, f"tmp_epoch_{epoch + 1:03d}.weights.h5")  # not matched by epoch_*
-        (self.weights_of or self.model).save_weights(tmp)
+        (self.model if self.weights_of is None else self.weights_of).save_weights(tmp)
         os.replace(tmp, path)  # a kill leaves no half-written epoch file to be averaged
 
 
