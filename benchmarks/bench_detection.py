@@ -27,6 +27,8 @@ Usage:
     python benchmarks/bench_detection.py --every 1 --json results/detection.json
     python benchmarks/bench_detection.py --detectors blazeface@0 blazeface@0.15 blazeface \\
         --json results/detection_full_below.json         # when to skip the full-range model
+    python benchmarks/bench_detection.py --detectors blazeface blazeface#1 \\
+        --json results/detection_max_faces.json          # one face per photo (Predictor(max_faces=1))
 """
 
 from __future__ import annotations
@@ -169,11 +171,14 @@ DEFAULT_ROWS = ("blazeface", "blazeface_short", "blazeface_full", "dlib")
 
 def detectors(names=DEFAULT_ROWS) -> dict:
     """Rows by name: ``blazeface`` (the default), ``blazeface_short`` / ``_full``, ``dlib``, or
-    ``blazeface@X``: the default with ``full_below=X`` (0: both ranges on every photo)."""
+    ``blazeface@X``: the default with ``full_below=X`` (0: both ranges on every photo), or
+    ``blazeface#N``: the default with ``max_faces=N`` (the crowd's recall is then at most N / 4)."""
     rows = {}
     for name in names:
         if name == "blazeface":
             rows["blazeface (default)"] = MultiRangeBlazeFace()
+        elif name.startswith("blazeface#"):  # one photo's main faces: at most N, the full range only when fewer
+            rows[f"blazeface, max_faces={name.split('#')[1]}"] = MultiRangeBlazeFace(max_faces=int(name.split("#")[1]))
         elif name.startswith("blazeface@"):
             rows[f"blazeface, full_below={name.split('@')[1]}"] = MultiRangeBlazeFace(full_below=float(name.split("@")[1]))
         elif name in ("blazeface_short", "blazeface_full"):
@@ -181,7 +186,7 @@ def detectors(names=DEFAULT_ROWS) -> dict:
         elif name == "dlib":
             rows["dlib_hog"] = DlibFaceDetector()
         else:
-            raise SystemExit(f"unknown detector row {name!r} (want {', '.join(DEFAULT_ROWS)} or blazeface@X)")
+            raise SystemExit(f"unknown detector row {name!r} (want {', '.join(DEFAULT_ROWS)}, blazeface@X or blazeface#N)")
     return rows
 
 
@@ -278,7 +283,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N faces only (0: all)")
     parser.add_argument("--calibrate", action="store_true", help="fit and store the BlazeFace box calibrations")
     parser.add_argument("--detectors", nargs="+", default=list(DEFAULT_ROWS),
-                        help="rows: blazeface, blazeface_short, blazeface_full, dlib, blazeface@X (full_below=X)")
+                        help="rows: blazeface, blazeface_short, blazeface_full, dlib, blazeface@X (full_below=X), blazeface#N (max_faces=N)")
     parser.add_argument("--json", default="results/detection.json")
     args = parser.parse_args()
     cv2.setNumThreads(1)

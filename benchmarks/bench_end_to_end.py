@@ -161,6 +161,8 @@ def pipelines(mesh_path: str, keras_rows: bool):
         ("lite: blazeface (default) + lite int8", Predictor(TFLiteModel(lite), multi, flip_test=False).predict, ""),
         ("default: Predictor(flip_test=False)", Predictor(flip_test=False).predict, "blazeface + paper int8"),
         ("default + flip test: Predictor()", Predictor().predict, "blazeface + paper int8, 2 passes"),
+        ("default, one face: Predictor(flip_test=False, max_faces=1)", Predictor(flip_test=False, max_faces=1).predict,
+         "full range only when the short range finds no face"),
         ("paper int8 + blazeface_short", Predictor(TFLiteModel(paper), short, flip_test=False).predict, ""),
         ("detector only: blazeface_short", short.detect, ""),
         ("detector only: blazeface (default)", multi.detect, "short range, + full range below 0.2 of the frame"),

@@ -372,7 +372,10 @@ class MultiRangeBlazeFace(FaceDetector):
     mapped to landmark boxes by its own calibration, and the two are merged by
     weighted NMS. (The price: a photo with one large face and much smaller
     ones behind it may miss the small ones; `full_below=0` runs both models on
-    every photo.) Each model letterboxes the photo itself, exactly as it does
+    every photo.) The full-range model is skipped too when the short-range one
+    alone found `max_faces` faces: with ``max_faces=1`` (one face per photo, as
+    MediaPipe's face mesh runs by default) any face it finds is the answer, at
+    the short-range model's speed. Each model letterboxes the photo itself, exactly as it does
     alone (and as its box calibration was fitted). When they find no face, or
     two or more faces all smaller than `tile_below` of the photo's longer side
     (a crowd), and the photo is over twice the full-range input, the
@@ -399,7 +402,8 @@ class MultiRangeBlazeFace(FaceDetector):
         tile_grid: Tiles per side.
         tile_fraction: Each tile's width and height over the photo's.
         iou_threshold: Weighted-NMS merge overlap.
-        max_faces: At most this many faces, best first.
+        max_faces: At most this many faces, best first. When the short-range
+            model finds this many, the full-range model does not run.
         num_threads: TFLite CPU threads.
     """
 
@@ -427,7 +431,9 @@ class MultiRangeBlazeFace(FaceDetector):
         self.tiles = tiles
         self.tile_below = tile_below
         self.iou_threshold = iou_threshold
-        self.max_faces = max_faces
+        if max_faces < 1:
+            raise ValueError(f"max_faces: want >= 1 (got {max_faces})")
+        self.max_faces = int(max_faces)
         self.last_scores = np.zeros(0, np.float32)
 
     def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -442,14 +448,16 @@ class MultiRangeBlazeFace(FaceDetector):
         found = [landmark_boxes(self.short)]
         short_sides = found[0][0][:, 2] - found[0][0][:, 0]
         # A large face is the short-range model's own case: the full-range one would add only time.
-        if not (self.full_below > 0 and short_sides.size and short_sides.max() >= self.full_below * long_side):
+        large = self.full_below > 0 and short_sides.size and short_sides.max() >= self.full_below * long_side
+        # With `max_faces` found already (max_faces=1: the photo's main face), more faces would not be kept.
+        if not (large or short_sides.size >= self.max_faces):
             found.append(landmark_boxes(self.full))
         boxes, scores = self._merge(found)
         sides = boxes[:, 2] - boxes[:, 0]
         # No face, or a group of small faces (a crowd: more may be too small for the full photo):
         # look again at 3x3 tiles, where faces are 2.2x larger to the model. One small face
         # alone (a portrait at a distance) does not pay for nine more model runs.
-        group = len(sides) >= 2 and sides.max() < self.tile_below * long_side
+        group = 2 <= len(sides) < self.max_faces and sides.max() < self.tile_below * long_side
         if self.tiles and long_side >= 2 * self.full.input_size and (not len(sides) or group):
             boxes, scores = self._merge([(boxes, scores), self._tile_pass(image)])
         self.last_scores = scores

@@ -30,7 +30,7 @@ def _detect(predictor, photo: np.ndarray) -> np.ndarray:
         f = MAX_SIDE / max(h, w)
         small = cv2.resize(photo, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         factor = np.array([small.shape[1] / w, small.shape[0] / h])
-    found = predictor.detector.to_landmark_box(predictor.detector.detect(small))
+    found = predictor.detector.to_landmark_box(predictor.detector.detect(small)[: predictor.max_faces])  # best first
     return (np.asarray(found, np.float64).reshape(-1, 4) + 0.5) / np.tile(factor, 2) - 0.5
 
 

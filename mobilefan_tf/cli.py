@@ -54,7 +54,7 @@ def _load(path: str, threads: int = 1):
 
 
 def _predictor(args):
-    """The Predictor of predict / demo: --model (default: the shipped int8 TFLite), --detector, --no_flip."""
+    """The Predictor of predict / demo: --model (default: the shipped int8 TFLite), --detector, --no_flip, --max_faces."""
     from mobilefan_tf.default_model import NoDefaultModelError
     from mobilefan_tf.detector import make_detector
     from mobilefan_tf.predictor import Predictor, default_predictor_model
@@ -66,11 +66,14 @@ def _predictor(args):
             model = default_predictor_model(args.threads)
         except NoDefaultModelError as err:
             raise CliError("--model", str(err)) from None
+    max_faces = getattr(args, "max_faces", None)
+    if max_faces is not None and max_faces < 1:
+        raise CliError("--max_faces", f"want >= 1 (got {max_faces})")
     try:
-        detector = make_detector(args.detector, args.threads) if not getattr(args, "boxes", None) else None
+        detector = make_detector(args.detector, args.threads, max_faces) if not getattr(args, "boxes", None) else None
     except (OSError, ValueError, ImportError) as err:
         raise CliError(f"--detector {args.detector}", str(err).removeprefix(f"{args.detector}: ")) from None
-    return Predictor(model, detector=detector, flip_test=not args.no_flip)
+    return Predictor(model, detector=detector, flip_test=not args.no_flip, max_faces=max_faces)
 
 
 def draw_faces(image: np.ndarray, faces: list[dict], path: str) -> str:
@@ -409,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="TFLite threads")
     p.add_argument("--no_flip", action="store_true", help=flip_help)
     p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
+    p.add_argument("--max_faces", type=int, metavar="N", help="faces per photo at most, best first (default: all); "
+                   "1 with blazeface: the full-range model runs only when the short-range one finds no face")
     p.add_argument("--jsonl", metavar="OUT", help="with a folder: one JSON line per image ('-': stdout)")
     p.add_argument("--batch_size", type=int, default=32, help="with a folder: faces per model call")
     p.set_defaults(func=cmd_predict)

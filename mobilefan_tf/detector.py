@@ -140,12 +140,13 @@ class HaarFaceDetector(FaceDetector):
         cascade_path: An XML cascade; defaults to OpenCV's bundled one.
         min_neighbors: Overlapping detections needed to keep a face.
         min_size: Smallest face side in pixels.
+        max_faces: Keep at most this many boxes, largest first.
     """
 
     box_scale = 1.1
     box_shift = (0.0, 0.1)
 
-    def __init__(self, cascade_path: str | None = None, min_neighbors: int = 5, min_size: int = 32):
+    def __init__(self, cascade_path: str | None = None, min_neighbors: int = 5, min_size: int = 32, max_faces: int = 32):
         import cv2
 
         cascade_path = cascade_path or haar_cascade_path()
@@ -156,6 +157,7 @@ class HaarFaceDetector(FaceDetector):
             raise ValueError(f"cannot read Haar cascade {cascade_path}")
         self.min_neighbors = min_neighbors
         self.min_size = min_size
+        self.max_faces = max_faces
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         import cv2
@@ -165,13 +167,13 @@ class HaarFaceDetector(FaceDetector):
         boxes = np.asarray(found, np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         order = np.argsort(-(boxes[:, 2] - boxes[:, 0]))  # largest first
-        return boxes[order]
+        return boxes[order[: self.max_faces]]
 
 
 DETECTORS = ("blazeface", "blazeface_both", "blazeface_short", "blazeface_full", "dlib", "haar")
 
 
-def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector:
+def make_detector(name: str = "blazeface", num_threads: int = 1, max_faces: int | None = None) -> FaceDetector:
     """A detector by name (the CLI's ``--detector``).
 
     Args:
@@ -181,38 +183,46 @@ def make_detector(name: str = "blazeface", num_threads: int = 1) -> FaceDetector
             sizes), ``blazeface_short``, ``blazeface_full``, ``dlib`` (HOG) or ``haar``
             (OpenCV 4 cascade), or a path to a BlazeFace ``.tflite``.
         num_threads: TFLite threads of the BlazeFace models.
+        max_faces: Faces kept at most, best first (None: 32). ``blazeface`` with 1
+            runs its full-range model only when the short-range one finds no face.
 
     Raises:
         ImportError / ValueError / FileNotFoundError: one line naming what is missing.
     """
     from mobilefan_tf import blazeface
 
+    max_faces = 32 if max_faces is None else int(max_faces)
+    if max_faces < 1:
+        raise ValueError(f"max_faces: want >= 1 (got {max_faces})")
     if name == "blazeface":
-        return blazeface.MultiRangeBlazeFace(num_threads=num_threads)
+        return blazeface.MultiRangeBlazeFace(max_faces=max_faces, num_threads=num_threads)
     if name == "blazeface_both":
-        return blazeface.MultiRangeBlazeFace(full_below=0, num_threads=num_threads)
+        return blazeface.MultiRangeBlazeFace(full_below=0, max_faces=max_faces, num_threads=num_threads)
     if name in ("blazeface_short", "blazeface_full"):
-        return blazeface.BlazeFaceDetector(name.removeprefix("blazeface_"), num_threads=num_threads)
+        return blazeface.BlazeFaceDetector(name.removeprefix("blazeface_"), max_faces=max_faces, num_threads=num_threads)
     if name == "dlib":
-        return DlibFaceDetector()
+        return DlibFaceDetector(max_faces=max_faces)
     if name == "haar":
-        return HaarFaceDetector()
+        return HaarFaceDetector(max_faces=max_faces)
     if name.endswith(".tflite"):
-        return blazeface.BlazeFaceDetector(name, num_threads=num_threads)
+        return blazeface.BlazeFaceDetector(name, max_faces=max_faces, num_threads=num_threads)
     raise ValueError(f"unknown face detector {name!r} (want one of {', '.join(DETECTORS)} or a BlazeFace .tflite)")
 
 
-def default_detector() -> FaceDetector:
+def default_detector(max_faces: int | None = None) -> FaceDetector:
     """BlazeFace (`MultiRangeBlazeFace`) when ai-edge-litert is installed, else dlib HOG, else Haar.
+
+    Args:
+        max_faces: Faces kept at most, best first (see `make_detector`).
 
     Raises:
         ImportError: one line, when none is available.
     """
     for name in ("blazeface", "dlib"):
         try:
-            return make_detector(name)
+            return make_detector(name, max_faces=max_faces)
         except ImportError:
             pass
     if haar_cascade_path():
-        return HaarFaceDetector()
+        return HaarFaceDetector(max_faces=32 if max_faces is None else max_faces)
     raise ImportError("no face detector available: pip install ai-edge-litert (or dlib-bin), or pass face boxes (--boxes)")

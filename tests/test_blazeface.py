@@ -163,6 +163,78 @@ def test_full_range_runs_only_below_a_large_face():
     assert (make_detector("blazeface").full_below, make_detector("blazeface_both").full_below) == (0.2, 0)
 
 
+def _two_faces() -> np.ndarray:
+    """A 960x480 frame: the astronaut's face at 360 px (landmark box ~0.14 of the width) and at 240 px."""
+    import cv2
+
+    face = data.astronaut()[20:260, 140:380]
+    canvas = np.full((480, 960, 3), 90, np.uint8)
+    canvas[60:420, 60:420] = cv2.resize(face, (360, 360), interpolation=cv2.INTER_AREA)
+    canvas[120:360, 620:860] = cv2.resize(face, (240, 240), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def test_max_faces_one_skips_the_full_range_model():
+    canvas = _two_faces()
+    runs = {}
+    found = {}
+    for max_faces in (32, 2, 1):
+        detector = MultiRangeBlazeFace(max_faces=max_faces)
+        calls = _count_full_range_runs(detector)
+        found[max_faces] = detector.detect(canvas)
+        runs[max_faces] = len(calls)
+    # All faces: the short-range model finds only the larger face (below 0.2 of the frame), so the
+    # full-range model runs, finds both, and two small faces send it over 3x3 tiles (1 + 9 runs).
+    # Two at most: found by the full-range model, no tiles. One: the short-range face is the answer.
+    assert runs == {32: 10, 2: 1, 1: 0}
+    assert len(found[32]) == len(found[2]) == 2 and len(found[1]) == 1
+    centre = (found[1][0, :2] + found[1][0, 2:]) / 2
+    assert 60 < centre[0] < 420 and 60 < centre[1] < 420  # the larger face
+    # With no face from the short-range model, one face at most still looks with the full range and tiles.
+    import cv2
+
+    small = np.full((480, 640, 3), 90, np.uint8)
+    small[300:340, 420:460] = cv2.resize(data.astronaut()[20:220, 120:320], (40, 40), interpolation=cv2.INTER_AREA)
+    assert len(MultiRangeBlazeFace(max_faces=1).detect(small)) == 1
+    for bad in (lambda: MultiRangeBlazeFace(max_faces=0), lambda: make_detector("blazeface", max_faces=0)):
+        with pytest.raises(ValueError, match="max_faces"):
+            bad()
+
+
+def test_predictor_max_faces():
+    canvas = _two_faces()
+    assert len(Predictor(LITE_TFLITE, detector="blazeface", flip_test=False).predict(canvas)) == 2
+    one = Predictor(LITE_TFLITE, detector="blazeface", flip_test=False, max_faces=1)
+    assert one.detector.max_faces == 1  # a detector made by the Predictor is told
+    faces = one.predict(canvas)
+    assert len(faces) == 1 and faces[0]["landmarks"][:, 0].max() < 420
+    # A detector passed in is left as it is; its faces are cut to the best one.
+    given = MultiRangeBlazeFace()
+    faces = Predictor(LITE_TFLITE, detector=given, flip_test=False, max_faces=1).predict(canvas)
+    assert given.max_faces == 32 and len(faces) == 1
+    assert faces[0]["detector_score"] == pytest.approx(float(given.detect_scored(canvas)[1][0]))
+    # Boxes given by the caller are all kept.
+    boxes = [[100, 150, 380, 400], [650, 180, 830, 340]]
+    assert len(Predictor(LITE_TFLITE, flip_test=False, max_faces=1).predict(canvas, boxes=boxes)) == 2
+    with pytest.raises(ValueError, match="max_faces"):
+        Predictor(LITE_TFLITE, max_faces=0)
+
+
+def test_cli_max_faces(tmp_path, capsys):
+    photo = tmp_path / "two.png"
+    Image.fromarray(_two_faces()).save(photo)
+    for flag, count in ((None, 2), ("1", 1)):
+        extra = ["--max_faces", flag] if flag else []
+        code = cli.main(["predict", str(photo), "--model", LITE_TFLITE, "--no_flip", "--json", "-", *extra])
+        assert code == 0 and len(json.loads(capsys.readouterr().out)["faces"]) == count
+    # A folder (batched bulk path) keeps the same number of faces.
+    code = cli.main(["predict", str(tmp_path), "--model", LITE_TFLITE, "--no_flip", "--jsonl", "-", "--max_faces", "1"])
+    assert code == 0 and len(json.loads(capsys.readouterr().out.splitlines()[0])["faces"]) == 1
+    code = cli.main(["predict", str(photo), "--model", LITE_TFLITE, "--max_faces", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--max_faces" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED_300W), reason="shared 300W faces not present")
 def test_detects_real_300w_crops(detector):
     from mobilefan_tf.data import read_300w
