@@ -375,11 +375,11 @@ class MultiRangeBlazeFace(FaceDetector):
     every photo.) The full-range model is skipped too when the short-range one
     alone found `max_faces` faces: with ``max_faces=1`` (one face per photo, as
     MediaPipe's face mesh runs by default) any face it finds is the answer, at
-    the short-range model's speed. Each model letterboxes the photo itself, exactly as it does
-    alone (and as its box calibration was fitted). When they find no face, or
-    two or more faces all smaller than `tile_below` of the photo's longer side
-    (a crowd), and the photo is over twice the full-range input, the
-    full-range model also runs on 3 x 3 overlapping tiles (each 45 % of the
+    the short-range model's speed. Each model letterboxes the photo itself,
+    exactly as it does alone (and as its box calibration was fitted). When
+    they find no face, or two or more (below `max_faces`) all smaller than
+    `tile_below` of the photo's longer side (a crowd), and the photo is over
+    twice the full-range input, the full-range model also runs on 3 x 3 overlapping tiles (each 45 % of the
     photo's width and height, so faces are 2.2x larger to it; 2 x 2 tiles of
     60 % missed 16 of 202 faces with a 40 px landmark box in 640 x 480
     frames, 3 x 3 of 45 % miss 12, with no more false detections).
