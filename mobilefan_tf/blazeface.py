@@ -379,10 +379,11 @@ class MultiRangeBlazeFace(FaceDetector):
     exactly as it does alone (and as its box calibration was fitted). When
     they find no face, or two or more (below `max_faces`) all smaller than
     `tile_below` of the photo's longer side (a crowd), and the photo is over
-    twice the full-range input, the full-range model also runs on 3 x 3 overlapping tiles (each 45 % of the
-    photo's width and height, so faces are 2.2x larger to it; 2 x 2 tiles of
-    60 % missed 16 of 202 faces with a 40 px landmark box in 640 x 480
-    frames, 3 x 3 of 45 % miss 12, with no more false detections).
+    twice the full-range input, the full-range model also runs on 3 x 3
+    overlapping tiles (each 45 % of the photo's width and height, so faces are
+    2.2x larger to it; 2 x 2 tiles of 60 % missed 16 of 202 faces with a 40 px
+    landmark box in 640 x 480 frames, 3 x 3 of 45 % miss 12, with no more
+    false detections).
 
     `detect` returns landmark-box estimates already, so `box_scale` is 1 and
     `box_shift` 0 (a `calibrate` call fits what is left).

@@ -224,5 +224,5 @@ def default_detector(max_faces: int | None = None) -> FaceDetector:
         except ImportError:
             pass
     if haar_cascade_path():
-        return HaarFaceDetector(max_faces=32 if max_faces is None else max_faces)
+        return make_detector("haar", max_faces=max_faces)
     raise ImportError("no face detector available: pip install ai-edge-litert (or dlib-bin), or pass face boxes (--boxes)")
