@@ -17,21 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from mobilefan_tf.data.transforms import apply_affine, crop_face, invert_affine
-from mobilefan_tf.predictor import MAX_SIDE, read_image
-
-
-def _detect(predictor, photo: np.ndarray) -> np.ndarray:
-    """Landmark boxes [N, 4] in photo pixels (detection on a <= MAX_SIDE copy, as `Predictor.predict`)."""
-    import cv2
-
-    h, w = photo.shape[:2]
-    small, factor = photo, np.ones(2)
-    if max(h, w) > MAX_SIDE:
-        f = MAX_SIDE / max(h, w)
-        small = cv2.resize(photo, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-        factor = np.array([small.shape[1] / w, small.shape[0] / h])
-    found = predictor.detector.to_landmark_box(predictor.detector.detect(small)[: predictor.max_faces])  # best first
-    return (np.asarray(found, np.float64).reshape(-1, 4) + 0.5) / np.tile(factor, 2) - 0.5
+from mobilefan_tf.predictor import read_image
 
 
 def predict_files(
@@ -54,7 +40,7 @@ def predict_files(
     Yields:
         (path, photo uint8 [H, W, 3], faces) in the order of `paths`; faces as
         `Predictor.predict`: ``box`` [4], ``landmarks`` [K, 2] float32 (photo
-        pixels), ``scores`` [K].
+        pixels), ``scores`` [K], ``detector_score`` (None for given boxes).
     """
     size, scale = predictor.model.input_size, predictor.crop_scale
     pending, crops = [], []  # pending: (path, photo, boxes, matrices) waiting for the next model call
@@ -64,11 +50,13 @@ def predict_files(
             landmarks, scores = predictor.model.predict_landmarks(np.stack(crops).astype(np.float32))
         crops.clear()
         start = 0
-        for path, photo, face_boxes, matrices in pending:
+        for path, photo, face_boxes, detector_scores, matrices in pending:
             faces = []
             for i, (box, matrix) in enumerate(zip(face_boxes, matrices, strict=True)):
                 back = apply_affine(invert_affine(matrix), landmarks[start + i])
-                faces.append({"box": box.astype(np.float32), "landmarks": back, "scores": scores[start + i]})
+                face = {"box": box.astype(np.float32), "landmarks": back, "scores": scores[start + i]}
+                face["detector_score"] = None if detector_scores is None else float(detector_scores[i])
+                faces.append(face)
             start += len(face_boxes)
             yield path, photo, faces
         pending.clear()
@@ -76,7 +64,10 @@ def predict_files(
     for path in paths:
         try:
             photo = read_image(path)
-            face_boxes = _detect(predictor, photo) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+            if boxes is None:
+                face_boxes, detector_scores = predictor.detect(photo)
+            else:
+                face_boxes, detector_scores = np.asarray(boxes, np.float64).reshape(-1, 4), None
         except (OSError, ValueError) as err:
             if on_error is None:
                 raise
@@ -87,7 +78,7 @@ def predict_files(
             crop, matrix = crop_face(photo, box=box, output_size=size, scale=scale)
             crops.append(crop)
             matrices.append(matrix)
-        pending.append((path, photo, face_boxes, matrices))
+        pending.append((path, photo, face_boxes, detector_scores, matrices))
         if len(crops) >= batch_size:
             yield from flush()
     yield from flush()

@@ -386,16 +386,11 @@ class Predictor:
             boxes, NaN for a detector without scores).
         """
         photo = to_rgb_uint8(image)
-        h, w = photo.shape[:2]
-        small = photo if max(h, w) <= MAX_SIDE else _resize(photo, MAX_SIDE / max(h, w))
-        # Per-axis scale of the working copy; pixel centres map as (x + 0.5) * f - 0.5.
-        factor = np.array([small.shape[1] / w, small.shape[0] / h])
+        small, factor = _working_copy(photo)
         box_factor = np.tile(factor, 2)
         detector_scores = None
         if boxes is None:
-            found, detector_scores = self.detector.detect_scored(small)
-            found, detector_scores = found[: self.max_faces], detector_scores[: self.max_faces]  # best first
-            boxes = (self.detector.to_landmark_box(found) + 0.5) / box_factor - 0.5
+            boxes, detector_scores = self._detect(small, factor)
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
             return []
@@ -405,6 +400,28 @@ class Predictor:
             face["landmarks"] = ((face["landmarks"] + 0.5) / factor - 0.5).astype(np.float32)
             face["detector_score"] = None if detector_scores is None else float(detector_scores[i])
         return faces
+
+    def detect(self, image) -> tuple[np.ndarray, np.ndarray]:
+        """The landmark boxes `predict` would use, without running the model.
+
+        Args:
+            image: [H, W, 3] RGB (or anything `predict` takes).
+
+        Returns:
+            boxes: [N, 4] float64 landmark-like boxes (x0, y0, x1, y1) in photo
+                pixels, best detection first, at most `max_faces`. Photos longer
+                than `MAX_SIDE` are searched on a downscaled copy.
+            scores: [N] the detector's confidences (NaN for a detector without scores).
+        """
+        photo = to_rgb_uint8(image)
+        return self._detect(*_working_copy(photo))
+
+    def _detect(self, small: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Detection on the working copy `small`; boxes mapped back to the photo by per-axis `factor`."""
+        found, scores = self.detector.detect_scored(small)
+        found, scores = found[: self.max_faces], scores[: self.max_faces]  # best first
+        boxes = np.asarray(self.detector.to_landmark_box(found), np.float64).reshape(-1, 4)
+        return (boxes + 0.5) / np.tile(factor, 2) - 0.5, np.asarray(scores, np.float64).reshape(-1)
 
     def predict_boxes(self, image, boxes) -> list[dict]:
         """Landmarks for given face boxes, all faces in one batched model call.
@@ -471,6 +488,16 @@ def _is_keras(model) -> bool:
     except ImportError:
         return False
     return isinstance(model, keras.Model) and hasattr(model, "predict_landmarks")
+
+
+def _working_copy(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo, downscaled when longer than `MAX_SIDE`, and its per-axis scale [2] (x, y).
+
+    Pixel centres map from the photo to the copy as (x + 0.5) * factor - 0.5.
+    """
+    h, w = photo.shape[:2]
+    small = photo if max(h, w) <= MAX_SIDE else _resize(photo, MAX_SIDE / max(h, w))
+    return small, np.array([small.shape[1] / w, small.shape[0] / h])
 
 
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:

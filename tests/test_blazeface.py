@@ -235,6 +235,36 @@ def test_cli_max_faces(tmp_path, capsys):
     assert code == 1 and "--max_faces" in err and len(err.strip().splitlines()) == 1
 
 
+def test_bulk_path_detects_like_predictor(tmp_path, monkeypatch, capsys):
+    from mobilefan_tf import predictor as predictor_module
+    from mobilefan_tf.bulk import predict_files
+
+    canvas = _two_faces()
+    Image.fromarray(canvas).save(tmp_path / "two.png")
+    predictor = Predictor(LITE_TFLITE, detector="blazeface", flip_test=False)
+    boxes, scores = predictor.detect(canvas)
+    [(_, _, faces)] = predict_files(predictor, [str(tmp_path / "two.png")])
+    expected = predictor.predict(canvas)
+    assert len(faces) == len(expected) == len(boxes) == 2
+    for face, want, box, score in zip(faces, expected, boxes, scores, strict=True):
+        np.testing.assert_allclose(face["box"], want["box"], atol=1e-4)
+        np.testing.assert_allclose(face["box"], box, atol=1e-4)
+        np.testing.assert_allclose(face["landmarks"], want["landmarks"], atol=1e-3)
+        assert face["detector_score"] == pytest.approx(want["detector_score"]) == pytest.approx(score)
+        assert 0.5 < face["detector_score"] <= 1
+    # A photo longer than MAX_SIDE is searched on a downscaled copy; its boxes come back in photo pixels.
+    monkeypatch.setattr(predictor_module, "MAX_SIDE", 480)
+    small_boxes, small_scores = predictor.detect(canvas)
+    assert len(small_boxes) >= 1 and 0.5 < small_scores[0] <= 1
+    best = np.argmin(np.abs(boxes[:, None] - small_boxes[None]).max(axis=2), axis=0)
+    np.testing.assert_allclose(small_boxes, boxes[best], atol=0.06 * 360)  # within 6 % of the large face's size
+    # The CLI's JSON lines carry the detector's score.
+    monkeypatch.undo()
+    code = cli.main(["predict", str(tmp_path), "--model", LITE_TFLITE, "--no_flip", "--jsonl", "-"])
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert code == 0 and [f["detector_score"] for f in record["faces"]] == pytest.approx(scores, abs=1e-4)
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED_300W), reason="shared 300W faces not present")
 def test_detects_real_300w_crops(detector):
     from mobilefan_tf.data import read_300w
