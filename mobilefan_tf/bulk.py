@@ -43,7 +43,7 @@ def predict_files(
         pixels), ``scores`` [K], ``detector_score`` (None for given boxes).
     """
     size, scale = predictor.model.input_size, predictor.crop_scale
-    pending, crops = [], []  # pending: (path, photo, boxes, matrices) waiting for the next model call
+    pending, crops = [], []  # pending: (path, photo, boxes, detector scores, matrices) waiting for the next model call
 
     def flush():
         if crops:
