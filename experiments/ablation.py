@@ -58,6 +58,8 @@ flags.DEFINE_integer("row_epochs", 100, "Epochs of every row.")
 flags.DEFINE_string("row_teacher", "results/ablation_models/teacher_default_stage4.keras",
                     "Teacher of the distillation rows (the stage-4 default, which every row so far learnt from).")
 flags.DEFINE_string("results", "results", "Where the report goes.")
+flags.DEFINE_string("baseline", None, "Another report's JSON whose student-alone mean is the bar for keeping models, when "
+                    "these rows have no alone row (e.g. a longer-schedule KD row reported on its own).")
 FLAGS = flags.FLAGS
 
 # The measured weights (MODEL_CARD.md, "Gradient balance"): each term pulls ~0.35-1x the heatmap loss.
@@ -201,7 +203,11 @@ def plot_curves(logs: str, keys: list[str], path: str) -> dict[str, tuple[list[i
 def keep_candidates(rows: dict, groups: dict) -> list[str]:
     """Copies the best model of every scored row that beats the student-alone mean to
     ``results/ablation_models/<run>.keras`` (~2.7 MB each): a finished row's work
-    directory is lost when its session ends, and the winner is what gets shipped."""
+    directory is lost when its session ends, and the winner is what gets shipped. Without an
+    alone row here, the bar is ``--baseline``'s alone mean (none given: nothing is kept)."""
+    if "alone" not in groups and FLAGS.baseline:
+        with open(FLAGS.baseline) as f:
+            groups = {"alone": json.load(f)["groups"]["alone"]}
     if "alone" not in groups:
         return []
     kept = []

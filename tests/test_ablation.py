@@ -86,3 +86,8 @@ def test_rows_beating_the_baseline_keep_their_model(parsed, tmp_path):
     assert kept == [str(tmp_path / "results" / "ablation_models" / "kd_s0.keras")]
     assert (tmp_path / "results" / "ablation_models" / "kd_s0.keras").read_bytes() == b"kd_s0"
     assert ablation.keep_candidates(rows, {}) == []  # no baseline scored yet: nothing to compare
+    # A row reported on its own (a longer schedule) is measured against another report's alone mean.
+    (tmp_path / "other.json").write_text('{"groups": {"alone": {"mean": 0.0390}}}')
+    FLAGS.baseline, FLAGS.results = str(tmp_path / "other.json"), str(tmp_path / "results_long")
+    kept = ablation.keep_candidates({"kd_s0": rows["kd_s0"], "fad_s0": rows["fad_s0"]}, {})
+    assert kept == [str(tmp_path / "results_long" / "ablation_models" / "kd_s0.keras")]
