@@ -200,14 +200,22 @@ def plot_curves(logs: str, keys: list[str], path: str) -> dict[str, tuple[list[i
     return curves
 
 
+def baseline_alone(path: str) -> dict:
+    """The student-alone group ({"mean", ...}) of another report's JSON; one-line error when it has none."""
+    try:
+        with open(path) as f:
+            return json.load(f)["groups"]["alone"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise app.UsageError(f"--baseline {path}: not a report with a student-alone group ({err!r})") from None
+
+
 def keep_candidates(rows: dict, groups: dict) -> list[str]:
     """Copies the best model of every scored row that beats the student-alone mean to
     ``results/ablation_models/<run>.keras`` (~2.7 MB each): a finished row's work
     directory is lost when its session ends, and the winner is what gets shipped. Without an
     alone row here, the bar is ``--baseline``'s alone mean (none given: nothing is kept)."""
     if "alone" not in groups and FLAGS.baseline:
-        with open(FLAGS.baseline) as f:
-            groups = {"alone": json.load(f)["groups"]["alone"]}
+        groups = {"alone": baseline_alone(FLAGS.baseline)}
     if "alone" not in groups:
         return []
     kept = []
@@ -279,6 +287,8 @@ def main(_):
     if FLAGS.run:
         run_rows()
     elif FLAGS.report:
+        if FLAGS.baseline:
+            baseline_alone(FLAGS.baseline)  # a bad file fails here, before the rows are scored
         report_rows()
     else:
         save_state()

@@ -91,3 +91,7 @@ def test_rows_beating_the_baseline_keep_their_model(parsed, tmp_path):
     FLAGS.baseline, FLAGS.results = str(tmp_path / "other.json"), str(tmp_path / "results_long")
     kept = ablation.keep_candidates({"kd_s0": rows["kd_s0"], "fad_s0": rows["fad_s0"]}, {})
     assert kept == [str(tmp_path / "results_long" / "ablation_models" / "kd_s0.keras")]
+    (tmp_path / "no_alone.json").write_text('{"groups": {"kd": {"mean": 0.0387}}}')
+    FLAGS.baseline = str(tmp_path / "no_alone.json")
+    with pytest.raises(Exception, match="--baseline .*no_alone.json: not a report with a student-alone group"):
+        ablation.keep_candidates({"kd_s0": rows["kd_s0"]}, {})
