@@ -29,6 +29,8 @@ Usage:
         --json results/detection_full_below.json         # when to skip the full-range model
     python benchmarks/bench_detection.py --detectors blazeface blazeface#1 \\
         --json results/detection_max_faces.json          # one face per photo (Predictor(max_faces=1))
+    python benchmarks/bench_detection.py --detectors blazeface predictor_noverify predictor \\
+        --json results/detection_verify.json             # Predictor.detect, with / without the landmark verifier
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from mobilefan_tf.blazeface import CALIBRATION_FILE, BlazeFaceDetector, MultiRangeBlazeFace  # noqa: E402
 from mobilefan_tf.data import read_300w  # noqa: E402
-from mobilefan_tf.detector import DlibFaceDetector  # noqa: E402
-from mobilefan_tf.predictor import read_image  # noqa: E402
+from mobilefan_tf.detector import DlibFaceDetector, FaceDetector  # noqa: E402
+from mobilefan_tf.predictor import Predictor, read_image  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "300w", "300W-train")
 VARIANTS = ("original", "small", "medium", "large", "rotated", "dark", "occluded", "crowd")
@@ -185,9 +187,28 @@ def detectors(names=DEFAULT_ROWS) -> dict:
             rows[name] = BlazeFaceDetector(name.removeprefix("blazeface_"))
         elif name == "dlib":
             rows["dlib_hog"] = DlibFaceDetector()
+        elif name in ("predictor", "predictor_noverify"):  # what Predictor.detect gives: default model as verifier
+            verify = name == "predictor"
+            rows[f"Predictor.detect (verify={verify})"] = PredictorRow(Predictor(flip_test=False, verify=verify))
         else:
-            raise SystemExit(f"unknown detector row {name!r} (want {', '.join(DEFAULT_ROWS)}, blazeface@X or blazeface#N)")
+            raise SystemExit(
+                f"unknown detector row {name!r} (want {', '.join(DEFAULT_ROWS)}, blazeface@X, blazeface#N, "
+                "predictor or predictor_noverify)"
+            )
     return rows
+
+
+class PredictorRow(FaceDetector):
+    """`Predictor.detect` as a benchmark row: landmark boxes in photo pixels, the verifier included."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def detect(self, image):
+        return self.predictor.detect(image)[0]
+
+    def to_landmark_box(self, boxes):
+        return np.asarray(boxes, np.float32).reshape(-1, 4)  # already landmark boxes
 
 
 class LazyImages:
@@ -283,7 +304,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N faces only (0: all)")
     parser.add_argument("--calibrate", action="store_true", help="fit and store the BlazeFace box calibrations")
     parser.add_argument("--detectors", nargs="+", default=list(DEFAULT_ROWS),
-                        help="rows: blazeface, blazeface_short, blazeface_full, dlib, blazeface@X (full_below=X), blazeface#N (max_faces=N)")
+                        help="rows: blazeface, blazeface_short, blazeface_full, dlib, blazeface@X (full_below=X), blazeface#N (max_faces=N), "
+                             "predictor / predictor_noverify (Predictor.detect with / without the landmark verifier)")
     parser.add_argument("--json", default="results/detection.json")
     args = parser.parse_args()
     cv2.setNumThreads(1)

@@ -337,13 +337,21 @@ class BlazeFaceDetector(FaceDetector):
             boxes [N, 4] (x0, y0, x1, y1, photo pixels), scores [N], key points [N, 6, 2]
             (photo pixels), best first, after weighted NMS.
         """
-        size = self.input_size
+        return self.decode(self.invoke(square), matrix, threshold)
+
+    def invoke(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's raw outputs for a letterboxed input: regressors [A, 16] and logits [A] (copies)."""
         self.interpreter.set_tensor(self._input, (square[None].astype(np.float32) - 127.5) / 127.5)
         self.interpreter.invoke()
-        logits = self.interpreter.get_tensor(self._logits)[0, :, 0]
+        return self.interpreter.get_tensor(self._boxes)[0].copy(), self.interpreter.get_tensor(self._logits)[0, :, 0].copy()
+
+    def decode(self, raw: tuple[np.ndarray, np.ndarray], matrix: np.ndarray, threshold: float | None = None):
+        """`run_square`'s result from `invoke`'s outputs (so one pass can be decoded at two thresholds)."""
+        size = self.input_size
+        regressors, logits = raw
         keep = logits > _logit(self.score_threshold if threshold is None else threshold)  # monotonic: filter first
         scores = decode_scores(logits[keep])
-        boxes, keypoints = decode_boxes(self.interpreter.get_tensor(self._boxes)[0][keep], self.anchors[keep], size)
+        boxes, keypoints = decode_boxes(regressors[keep], self.anchors[keep], size)
         boxes, scores, keypoints = weighted_nms(boxes, scores, keypoints, self.iou_threshold, max_out=self.max_faces)
         corners = unletterbox(boxes.reshape(-1, 2, 2), matrix, size).reshape(-1, 4)
         return corners.astype(np.float32), scores, unletterbox(keypoints, matrix, size)
@@ -385,6 +393,16 @@ class MultiRangeBlazeFace(FaceDetector):
     landmark box in 640 x 480 frames, 3 x 3 of 45 % miss 12, with no more
     false detections).
 
+    When no face reaches the thresholds, `detect_verified` looks again at
+    what the same model passes scored between `short_candidate` and
+    `short_threshold` (short range) or `full_candidate` and `full_threshold`
+    (full range), and keeps the boxes its verifier scores at least
+    `verify_threshold` (`Predictor` passes its landmark model's mean heatmap
+    peak): partly covered faces score low with the detector but are still
+    faces to the landmark model, while the detector's false alarms
+    (textures, face-like blobs) are not. Photos with a confirmed face are
+    answered exactly as without a verifier, at the same cost.
+
     `detect` returns landmark-box estimates already, so `box_scale` is 1 and
     `box_shift` 0 (a `calibrate` call fits what is left).
 
@@ -392,6 +410,12 @@ class MultiRangeBlazeFace(FaceDetector):
         short_threshold: Score threshold of the short-range model (0.7: its
             best false detection on 450 face-free frames scored 0.67).
         full_threshold: Score threshold of the full-range model (MediaPipe's 0.6).
+        short_candidate, full_candidate: Lower score thresholds of the
+            boxes `detect_verified` asks its verifier about.
+        verify_threshold: Minimum verifier confidence of such a face (0.35:
+            the landmark models' mean heatmap peak, as `Tracker`'s
+            `min_confidence`; chosen on faces apart from the benchmark's,
+            see the README's detection section).
         tile_threshold: Threshold of the tile pass (stricter: nine more looks;
             its best false detection on 200 face-free frames scored 0.72).
         full_below: Skip the full-range model when the short-range one finds a
@@ -412,6 +436,9 @@ class MultiRangeBlazeFace(FaceDetector):
         self,
         short_threshold: float = 0.7,
         full_threshold: float = 0.6,
+        short_candidate: float = 0.5,
+        full_candidate: float = 0.4,
+        verify_threshold: float = 0.35,
         tile_threshold: float = 0.75,
         full_below: float = 0.2,
         tiles: bool = True,
@@ -426,6 +453,13 @@ class MultiRangeBlazeFace(FaceDetector):
         self.full = BlazeFaceDetector("full", full_threshold, iou_threshold, max_faces, num_threads)
         if tile_grid < 2 or not 1 / tile_grid <= tile_fraction < 1:
             raise ValueError(f"tiles: want tile_grid >= 2 and 1 / tile_grid <= tile_fraction < 1 (got {tile_grid}, {tile_fraction})")
+        if not (short_candidate <= short_threshold and full_candidate <= full_threshold):
+            raise ValueError(
+                f"candidate thresholds must not exceed the detection thresholds (got short {short_candidate} > "
+                f"{short_threshold} or full {full_candidate} > {full_threshold})"
+            )
+        self.candidates = {"short": float(short_candidate), "full": float(full_candidate)}
+        self.verify_threshold = float(verify_threshold)
         self.tile_threshold = tile_threshold
         self.full_below = float(full_below)
         self.tile_grid, self.tile_fraction = int(tile_grid), float(tile_fraction)
@@ -439,11 +473,32 @@ class MultiRangeBlazeFace(FaceDetector):
 
     def detect_scored(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmark-box estimates [N, 4] (x0, y0, x1, y1, photo pixels) and scores [N], best first."""
+        return self.detect_verified(image, None)
+
+    def detect_verified(self, image: np.ndarray, verifier) -> tuple[np.ndarray, np.ndarray]:
+        """As `detect_scored`; when that finds no face, the low-scoring boxes `verifier` confirms.
+
+        Args:
+            image: uint8 RGB [H, W, 3].
+            verifier: None, or a callable ``(image, boxes [M, 4]) -> [M]``
+                confidences of landmark boxes (photo pixels). Called once,
+                only when no face reached the detection thresholds and some
+                boxes scored between the candidate and detection thresholds;
+                those reaching `verify_threshold` are kept, best first, none
+                overlapping a better one (a crop of part of a face passes
+                the verifier too).
+
+        Returns:
+            boxes [N, 4] and the detector's scores [N], best first.
+        """
         image = _check_photo(image)
         long_side = max(image.shape[:2])
+        passes = []  # (detector, raw outputs, letterbox matrix): decoded again for candidates
 
         def landmark_boxes(detector):  # each model letterboxes the photo itself, as it does alone
-            boxes, scores, _ = detector.run_square(*letterbox(image, detector.input_size))
+            square, matrix = letterbox(image, detector.input_size)
+            passes.append((detector, detector.invoke(square), matrix))
+            boxes, scores, _ = detector.decode(*passes[-1][1:])
             return detector.to_landmark_box(boxes), scores
 
         found = [landmark_boxes(self.short)]
@@ -461,8 +516,26 @@ class MultiRangeBlazeFace(FaceDetector):
         group = 2 <= len(sides) < self.max_faces and sides.max() < self.tile_below * long_side
         if self.tiles and long_side >= 2 * self.full.input_size and (not len(sides) or group):
             boxes, scores = self._merge([(boxes, scores), self._tile_pass(image)])
+        if not len(boxes) and verifier is not None:
+            boxes, scores = self._verified_candidates(image, passes, verifier)
         self.last_scores = scores
         return boxes, scores
+
+    def _verified_candidates(self, image, passes, verifier) -> tuple[np.ndarray, np.ndarray]:
+        """The passes' boxes between the candidate and detection thresholds that `verifier` confirms."""
+        found = []
+        for detector, raw, matrix in passes:
+            boxes, scores, _ = detector.decode(raw, matrix, self.candidates[detector.name])
+            found.append((detector.to_landmark_box(boxes), scores))
+        boxes, scores = self._merge(found)
+        if not len(boxes):
+            return boxes, scores
+        ok = np.asarray(verifier(image, boxes), np.float64).reshape(-1) >= self.verify_threshold
+        kept = []
+        for i in np.flatnonzero(ok):  # best first
+            if not kept or box_iou(boxes[i], boxes[kept]).max() <= 0:
+                kept.append(i)
+        return boxes[kept].reshape(-1, 4), scores[kept]
 
     def _merge(self, found) -> tuple[np.ndarray, np.ndarray]:
         boxes = np.concatenate([b for b, _ in found])

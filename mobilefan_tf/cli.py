@@ -54,7 +54,8 @@ def _load(path: str, threads: int = 1):
 
 
 def _predictor(args):
-    """The Predictor of predict / demo: --model (default: the shipped int8 TFLite), --detector, --no_flip, --max_faces."""
+    """The Predictor of predict / demo: --model (default: the shipped int8 TFLite), --detector, --no_flip, --max_faces,
+    --no_verify."""
     from mobilefan_tf.default_model import NoDefaultModelError
     from mobilefan_tf.detector import make_detector
     from mobilefan_tf.predictor import Predictor, default_predictor_model
@@ -73,7 +74,8 @@ def _predictor(args):
         detector = make_detector(args.detector, args.threads, max_faces) if not getattr(args, "boxes", None) else None
     except (OSError, ValueError, ImportError) as err:
         raise CliError(f"--detector {args.detector}", str(err).removeprefix(f"{args.detector}: ")) from None
-    return Predictor(model, detector=detector, flip_test=not args.no_flip, max_faces=max_faces)
+    verify = not getattr(args, "no_verify", False)
+    return Predictor(model, detector=detector, flip_test=not args.no_flip, max_faces=max_faces, verify=verify)
 
 
 def draw_faces(image: np.ndarray, faces: list[dict], path: str) -> str:
@@ -414,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="blazeface", metavar="NAME", help=detector_help)
     p.add_argument("--max_faces", type=int, metavar="N", help="faces per photo at most, best first (default: all); "
                    "1 with blazeface: the full-range model runs only when the short-range one finds no face")
+    p.add_argument("--no_verify", action="store_true", help="blazeface: when it finds no face, do not let the landmark "
+                   "model confirm the detector's low-scoring boxes (partly covered faces)")
     p.add_argument("--jsonl", metavar="OUT", help="with a folder: one JSON line per image ('-': stdout)")
     p.add_argument("--batch_size", type=int, default=32, help="with a folder: faces per model call")
     p.set_defaults(func=cmd_predict)

@@ -42,6 +42,13 @@ class FaceDetector:
         boxes = self.detect(image)
         return boxes, np.full(len(boxes), np.nan, np.float32)
 
+    def detect_verified(self, image: np.ndarray, verifier) -> tuple[np.ndarray, np.ndarray]:
+        """As `detect_scored`; a detector with a second, lower score tier keeps those faces
+        only where ``verifier(image, landmark_boxes [M, 4]) -> [M]`` confirms them
+        (`MultiRangeBlazeFace`). This one has no such tier and ignores `verifier`."""
+        del verifier
+        return self.detect_scored(image)
+
     def to_landmark_box(self, boxes) -> np.ndarray:
         """Maps detector boxes [N, 4] to estimated landmark boxes [N, 4] (square)."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)

@@ -336,6 +336,11 @@ class Predictor:
             ``max_faces=1`` runs its full-range model only when its
             short-range one finds no face (one face per photo at the
             short-range model's speed). Given ``boxes`` are never cut.
+        verify: Let the landmark model confirm faces the detector is unsure
+            of (`FaceDetector.detect_verified`): the default BlazeFace then
+            also keeps faces scoring 0.5-0.7 (short range) or 0.4-0.6 (full
+            range) whose mean heatmap peak, in one model pass, is at least
+            0.35 (partly covered faces). False: the detector's answer alone.
     """
 
     def __init__(
@@ -346,6 +351,7 @@ class Predictor:
         num_threads: int = 1,
         flip_test: bool = True,
         max_faces: int | None = None,
+        verify: bool = True,
     ):
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces: want >= 1 or None (got {max_faces})")
@@ -357,7 +363,9 @@ class Predictor:
             model = SavedModelRunner(getattr(model, "path", "saved_model"), loaded=model)  # tf.saved_model.load result
         if _is_keras(model):
             model = CompiledKerasRunner(model)
+        self._one_pass = model  # the verifier's: one pass whatever flip_test says
         self.model = with_flip_test(model, flip_test)
+        self.verify = verify
         self.num_threads = num_threads
         self.max_faces = max_faces
         self._detector = make_detector(detector, num_threads, max_faces) if isinstance(detector, str) else detector
@@ -418,10 +426,31 @@ class Predictor:
 
     def _detect(self, small: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Detection on the working copy `small`; boxes mapped back to the photo by per-axis `factor`."""
-        found, scores = self.detector.detect_scored(small)
+        found, scores = self.detector.detect_verified(small, self._confidence if self.verify else None)
         found, scores = found[: self.max_faces], scores[: self.max_faces]  # best first
         boxes = np.asarray(self.detector.to_landmark_box(found), np.float64).reshape(-1, 4)
         return (boxes + 0.5) / np.tile(factor, 2) - 0.5, np.asarray(scores, np.float64).reshape(-1)
+
+    def _confidence(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Mean heatmap peak [N] of the faces in landmark boxes [N, 4] (one model pass): the verifier."""
+        from mobilefan_tf.data import crop_matrix
+
+        size = self.model.input_size
+        crops = self._crops(image, [crop_matrix(box, size, self.crop_scale) for box in boxes])
+        return self._one_pass.predict_landmarks(crops)[1].mean(axis=1)
+
+    def _crops(self, image: np.ndarray, matrices) -> np.ndarray:
+        """float32 [N, S, S, 3] model inputs: one bilinear `cv2.warpAffine` per matrix, black outside."""
+        import cv2
+
+        size = self.model.input_size
+        photo = np.ascontiguousarray(image)
+        return np.stack(
+            [
+                cv2.warpAffine(photo, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                for m in matrices
+            ]
+        ).astype(np.float32)
 
     def predict_boxes(self, image, boxes) -> list[dict]:
         """Landmarks for given face boxes, all faces in one batched model call.
@@ -460,22 +489,12 @@ class Predictor:
             ``scores`` [K] heatmap peaks (a per-face confidence: their mean
             drops when the crop holds no face), ``matrix`` [2, 3].
         """
-        import cv2
-
         from mobilefan_tf.data import apply_affine, invert_affine
 
         matrices = np.asarray(matrices, np.float64).reshape(-1, 2, 3)
         if not len(matrices):
             return []
-        size = self.model.input_size
-        photo = np.ascontiguousarray(image)
-        crops = np.stack(
-            [
-                cv2.warpAffine(photo, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                for m in matrices
-            ]
-        )
-        landmarks, scores = self.model.predict_landmarks(crops.astype(np.float32))
+        landmarks, scores = self.model.predict_landmarks(self._crops(image, matrices))
         return [
             {"landmarks": np.asarray(apply_affine(invert_affine(m), lm), np.float32), "scores": sc, "matrix": m.astype(np.float32)}
             for m, lm, sc in zip(matrices, landmarks, scores, strict=True)

@@ -134,8 +134,8 @@ def test_tiles_find_a_face_too_small_for_the_whole_photo():
 
 def _count_full_range_runs(detector):
     calls = []
-    run = detector.full.run_square
-    detector.full.run_square = lambda *a, **k: calls.append(1) or run(*a, **k)
+    run = detector.full.invoke  # every pass of the model, whole photo or tile
+    detector.full.invoke = lambda *a, **k: calls.append(1) or run(*a, **k)
     return calls
 
 
@@ -329,3 +329,97 @@ def test_cli_detector_switch(tmp_path, capsys):
     assert 0.7 < default[0]["detector_score"] <= 1
     code, captured, _ = _cli_faces(tmp_path, capsys, "--detector", str(tmp_path / "nope.tflite"))
     assert code == 1 and "nope.tflite" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def _face_in_noise() -> np.ndarray:
+    """A 640x480 frame of uniform noise with the astronaut's face (landmark box ~100 px) in it."""
+    import cv2
+
+    canvas = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    canvas[100:340, 200:440] = cv2.resize(data.astronaut()[20:260, 140:380], (240, 240), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def test_verifier_confirms_only_unsure_faces():
+    canvas = _face_in_noise()
+    # Thresholds above the face's score (~0.9) leave it a candidate of both models.
+    unsure = MultiRangeBlazeFace(short_threshold=0.99, short_candidate=0.2, full_threshold=0.99, full_candidate=0.2, tiles=False)
+    calls = []
+
+    def verifier(value):
+        return lambda image, boxes: calls.append(boxes.copy()) or np.full(len(boxes), value)
+
+    assert len(unsure.detect(canvas)) == 0  # no verifier: no face
+    boxes, scores = unsure.detect_verified(canvas, verifier(0.9))
+    assert len(calls) == 1 and len(calls[0]) == 1  # one call; the two passes' face boxes merged
+    assert len(boxes) == 1 and 0.2 <= scores[0] < 0.99
+    centre = (boxes[0, :2] + boxes[0, 2:]) / 2
+    assert 260 < centre[0] < 380 and 160 < centre[1] < 300  # the face, in photo pixels
+    # Down to 0.05, boxes on parts of the face come too; a verifier that confirms anything touching
+    # the face (as a landmark model would) still gives one face: a box overlapping a better one is part of it.
+    calls.clear()
+    low = MultiRangeBlazeFace(short_threshold=0.99, short_candidate=0.05, full_threshold=0.99, full_candidate=0.05, tiles=False)
+    face = np.array([235.0, 160, 330, 257])  # the landmark box found above
+    on_face = lambda image, boxes: calls.append(boxes) or (blazeface.box_iou(face, boxes) > 0) * 0.9  # noqa: E731
+    boxes, _ = low.detect_verified(canvas, on_face)
+    assert (blazeface.box_iou(face, calls[0]) > 0).sum() >= 2 and len(boxes) == 1
+    calls.clear()
+    assert len(unsure.detect_verified(canvas, verifier(0.34))[0]) == 0  # below verify_threshold (0.35)
+    assert len(calls) == 1
+    # A photo with a confirmed face is answered as without a verifier, which is never asked.
+    calls.clear()
+    sure = MultiRangeBlazeFace(tiles=False)
+    reference = sure.detect_scored(canvas)
+    for value in (0.0, 1.0):
+        got = sure.detect_verified(canvas, verifier(value))
+        np.testing.assert_array_equal(got[0], reference[0])
+        np.testing.assert_array_equal(got[1], reference[1])
+    assert len(reference[0]) == 1 and not calls
+    with pytest.raises(ValueError, match="candidate"):
+        MultiRangeBlazeFace(short_candidate=0.8)
+
+
+def test_predictor_verifies_with_its_landmark_model():
+    canvas = _face_in_noise()
+    # Candidates down to 0.2: dozens of boxes on the noise; the landmark model keeps the face only.
+    unsure = MultiRangeBlazeFace(short_threshold=0.99, short_candidate=0.2, full_threshold=0.99, full_candidate=0.2, tiles=False)
+    faces = Predictor(LITE_TFLITE, detector=unsure, flip_test=False).predict(canvas)
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0]["box"]
+    assert 200 < x0 < x1 < 440 and 100 < y0 < y1 < 340  # on the pasted face
+    eyes = faces[0]["landmarks"][[36, 45]]
+    assert (x0 < eyes[:, 0]).all() and (eyes[:, 0] < x1).all() and (y0 < eyes[:, 1]).all() and (eyes[:, 1] < (y0 + y1) / 2).all()
+    assert len(Predictor(LITE_TFLITE, detector=unsure, flip_test=False, verify=False).predict(canvas)) == 0
+    # The verifier's confidence is one pass of the model: the mean of predict's heatmap peaks.
+    p = Predictor(LITE_TFLITE, flip_test=False)
+    face = p.predict(canvas, boxes=[faces[0]["box"]])[0]
+    assert p._confidence(canvas, faces[0]["box"][None])[0] == pytest.approx(float(face["scores"].mean()), abs=1e-6)
+    assert p._confidence(canvas, np.array([[20.0, 20, 120, 120]]))[0] < 0.35  # noise only
+
+
+def _covered_face() -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut's face (landmark box ~150 px) in a 640x480 frame: as is, and with a grey block
+    over its right part (the right eye and most of the nose and mouth)."""
+    import cv2
+
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[60:420, 140:500] = cv2.resize(data.astronaut()[20:260, 140:380], (360, 360), interpolation=cv2.INTER_AREA)
+    covered = canvas.copy()
+    cv2.rectangle(covered, (230, 100), (420, 240), (128, 128, 128), -1)
+    return canvas, covered
+
+
+def test_covered_face_found_by_verification(tmp_path, capsys):
+    whole, canvas = _covered_face()
+    assert len(MultiRangeBlazeFace().detect(canvas)) == 0  # below both models' thresholds
+    predictor = Predictor(LITE_TFLITE, flip_test=False)
+    faces, reference = predictor.predict(canvas), predictor.predict(whole)
+    assert len(faces) == 1 and 0.5 <= faces[0]["detector_score"] < 0.7
+    assert blazeface.box_iou(faces[0]["box"], reference[0]["box"][None])[0] > 0.6
+    mouth, mouth_whole = faces[0]["landmarks"][48:68].mean(0), reference[0]["landmarks"][48:68].mean(0)
+    assert np.linalg.norm(mouth - mouth_whole) < 10  # px; the face's box is ~150 px
+    photo = tmp_path / "covered.png"
+    Image.fromarray(canvas).save(photo)
+    for extra, count in (([], 1), (["--no_verify"], 0)):
+        code = cli.main(["predict", str(photo), "--model", LITE_TFLITE, "--no_flip", "--json", "-", *extra])
+        assert code == 0 and len(json.loads(capsys.readouterr().out)["faces"]) == count
