@@ -336,11 +336,12 @@ class Predictor:
             ``max_faces=1`` runs its full-range model only when its
             short-range one finds no face (one face per photo at the
             short-range model's speed). Given ``boxes`` are never cut.
-        verify: Let the landmark model confirm faces the detector is unsure
-            of (`FaceDetector.detect_verified`): the default BlazeFace then
-            also keeps faces scoring 0.5-0.7 (short range) or 0.4-0.6 (full
-            range) whose mean heatmap peak, in one model pass, is at least
-            0.35 (partly covered faces). False: the detector's answer alone.
+        verify: When the detector finds no face, let the landmark model
+            confirm its near-misses (`FaceDetector.detect_verified`): the
+            default BlazeFace then keeps the boxes it scored 0.5-0.7 (short
+            range) or 0.4-0.6 (full range) whose mean heatmap peak, in one
+            model pass, is at least 0.35 (partly covered faces). Photos with
+            a detected face are not affected. False: the detector's answer alone.
     """
 
     def __init__(
