@@ -324,6 +324,7 @@ def cmd_evaluate(args) -> int:
         f"({norm}{', flip test' if result['flip_test'] else ''}), "
         f"FR@{args.threshold:g} {100 * result['failure_rate']:.2f}%, AUC@{args.threshold:g} {result['auc']:.4f}"
     )
+    print("NME by part: " + ", ".join(f"{name} {100 * v:.2f}%" for name, v in result["parts"].items()))
     if len(subsets) > 1:
         print(format_subset_table(result["subsets"]))
     if args.json:
@@ -464,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "else the dataset's convention: published 300W is 1-based)")
     p.add_argument("--norm", choices=("inter_ocular", "inter_pupil", "bbox_diagonal"),
                    help="NME normaliser (default: the dataset's: COFW inter-pupil, others inter-ocular)")
-    p.add_argument("--json", metavar="OUT", help="write num_images, nme, failure_rate, auc, subsets, per_image")
+    p.add_argument("--json", metavar="OUT", help="write num_images, nme, failure_rate, auc, parts, subsets, per_image")
     p.add_argument("--plot", metavar="OUT.png", help="save the CED curve (and OUT_<subset>.png per subset)")
     p.add_argument("--threshold", type=float, default=0.08, help="NME threshold of FR and AUC")
     p.add_argument("--crop_scale", type=float, help="crop side / landmark-box side (default: model's, else 1.25)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from mobilefan_tf.export import DEFAULT_CROP_SCALE
 from mobilefan_tf.flip_averaging import FlipTestModel
-from mobilefan_tf.metrics import nme_per_image, summarize
+from mobilefan_tf.metrics import nme_per_image, nme_per_part, summarize
 
 
 def _as_model(model_or_predictor):
@@ -111,7 +111,8 @@ def evaluate_model(
         JSON-ready dict: ``num_images``, ``nme`` (mean, fraction of the
         normaliser), ``failure_rate``, ``auc``, ``threshold``, ``norm``, ``spec`` (its name),
         ``crop_scale``, ``flip_test`` (whether the model averages each face
-        with its mirror image, `flip_test.FlipTestModel`) and ``per_image``:
+        with its mirror image, `flip_test.FlipTestModel`), ``parts``
+        ({point group: NME}, `metrics.nme_per_part`) and ``per_image``:
         [{``file``, ``nme``}] in sample order.
     """
     from mobilefan_tf.data import apply_affine, crop_face, invert_affine
@@ -147,6 +148,7 @@ def evaluate_model(
     preds, gts = np.stack(preds), np.stack(gts)
     nmes = nme_per_image(preds, gts, spec, norm)
     result = summarize(nmes, threshold)
+    result["parts"] = nme_per_part(preds, gts, spec, norm)
     result.update(norm=norm, spec=spec.name, crop_scale=scale, flip_test=isinstance(model, FlipTestModel))
     result["per_image"] = [
         {"file": s.image_path or s.name, "nme": float(v)} for s, v in zip(samples, nmes, strict=True)

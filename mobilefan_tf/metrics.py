@@ -51,12 +51,31 @@ def nme_per_image(pred, gt, spec: LandmarkSpec | str | int, norm: str = "inter_o
     Returns:
         [N] NME of each image, as a fraction (0.035 = 3.5 %).
     """
+    return point_errors(pred, gt, spec, norm).mean(axis=-1)
+
+
+def point_errors(pred, gt, spec: LandmarkSpec | str | int, norm: str = "inter_ocular") -> np.ndarray:
+    """Normalised error of every point: ||pred_k - gt_k|| / d, [N, K] (fractions)."""
     pred = np.asarray(pred, np.float64)
     gt = np.asarray(gt, np.float64)
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
         raise ValueError(f"pred and gt must both be [N, K, 2]; got {pred.shape} and {gt.shape}")
-    err = np.linalg.norm(pred - gt, axis=-1).mean(axis=-1)
-    return err / normalizer(gt, spec, norm)
+    return np.linalg.norm(pred - gt, axis=-1) / normalizer(gt, spec, norm)[:, None]
+
+
+def nme_per_part(pred, gt, spec: LandmarkSpec | str | int, norm: str = "inter_ocular") -> dict[str, float]:
+    """Where the error lies: the NME of each point group of the layout (`LandmarkSpec.groups`).
+
+    Args:
+        pred: [N, K, 2] predicted landmarks.
+        gt: [N, K, 2] ground truth, same frame.
+
+    Returns:
+        {group name: mean over the images and the group's points of ||pred_k - gt_k|| / d},
+        fractions, in the layout's group order (300W: jaw, brows, nose, eyes, mouth).
+    """
+    err = point_errors(pred, gt, spec, norm)
+    return {name: float(err[:, list(idx)].mean()) for name, idx in get_spec(spec).groups.items()}
 
 
 def failure_rate(nmes, threshold: float = 0.08) -> float:

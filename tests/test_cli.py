@@ -143,7 +143,8 @@ def test_evaluate_folder(files, tmp_path):
     assert code == 0
     result = json.loads(out_json.read_text())
     assert result["num_images"] == 4 and len(result["per_image"]) == 4
-    assert {"nme", "failure_rate", "auc", "per_image"} <= set(result)
+    assert {"nme", "failure_rate", "auc", "parts", "per_image"} <= set(result)
+    assert list(result["parts"])[0] == "jaw" and all(v > 0 for v in result["parts"].values())
     assert {"file", "nme"} <= set(result["per_image"][0]) and result["threshold"] == 0.1
     assert plot.stat().st_size > 0 and result["flip_test"] is True
     assert cli.main(["evaluate", str(tmp_path), "--model", str(files / "lite.keras"), "--index_base", "1",

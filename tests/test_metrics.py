@@ -10,6 +10,7 @@ from mobilefan_tf.metrics import (
     ced_curve,
     failure_rate,
     nme_per_image,
+    nme_per_part,
     normalizer,
     summarize,
 )
@@ -30,6 +31,25 @@ def test_nme_inter_ocular_exact():
     pred[0, 0] += [3.0, 4.0]  # one point off by 5 px
     # mean error 5 / 68 px, divided by 40
     assert nme_per_image(pred, gt, "300w")[0] == pytest.approx(5 / 68 / 40)
+
+
+def test_nme_per_part_by_hand():
+    gt = np.concatenate([_face(), _face()])
+    gt[:, 36] = [0.0, 0.0]
+    gt[0, 45] = [40.0, 0.0]  # inter-ocular 40 px
+    gt[1, 45] = [20.0, 0.0]  # 20 px
+    pred = gt.copy()
+    pred[:, 0] += [3.0, 4.0]  # a jaw point 5 px off in both faces
+    pred[1, 60] += [0.0, 2.0]  # an inner-mouth point 2 px off in the second face
+    parts = nme_per_part(pred, gt, "300w")
+    assert list(parts)[:2] == ["jaw", "brow_left"]  # the layout's group order
+    assert parts["jaw"] == pytest.approx((5 / 40 + 5 / 20) / (2 * 17))  # 17 jaw points, 2 faces
+    assert parts["mouth_inner"] == pytest.approx((2 / 20) / (2 * 8))
+    assert parts["eye_left"] == 0 and parts["nose_base"] == 0
+    # 300W's groups split the 68 points, so their point-weighted mean is the NME.
+    sizes = {"jaw": 17, "brow_left": 5, "brow_right": 5, "nose_bridge": 4, "nose_base": 5, "eye_left": 6,
+             "eye_right": 6, "mouth_outer": 12, "mouth_inner": 8}
+    assert sum(parts[g] * n for g, n in sizes.items()) / 68 == pytest.approx(nme_per_image(pred, gt, "300w").mean())
 
 
 def test_nme_inter_pupil_300w_uses_eye_centroids():

@@ -41,6 +41,9 @@ def test_evaluate_model_round_trip(samples):
         iod = np.linalg.norm(s.landmarks[36] - s.landmarks[45])
         assert row["file"] == s.name and row["nme"] == pytest.approx(2.0 * side / 96 / iod, rel=1e-3)
     assert result["nme"] == pytest.approx(np.mean([r["nme"] for r in result["per_image"]]))
+    # Every point is off by the same normalised amount, so every part's NME is the face's.
+    nmes = np.array([r["nme"] for r in result["per_image"]])
+    assert result["parts"] == pytest.approx(dict.fromkeys(result["parts"], nmes.mean()))
     assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["failure_rate"] <= 1.0
 
 
