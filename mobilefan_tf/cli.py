@@ -324,7 +324,8 @@ def cmd_evaluate(args) -> int:
         f"({norm}{', flip test' if result['flip_test'] else ''}), "
         f"FR@{args.threshold:g} {100 * result['failure_rate']:.2f}%, AUC@{args.threshold:g} {result['auc']:.4f}"
     )
-    print("NME by part: " + ", ".join(f"{name} {100 * v:.2f}%" for name, v in result["parts"].items()))
+    if result["parts"]:
+        print("NME by part: " + ", ".join(f"{name} {100 * v:.2f}%" for name, v in result["parts"].items()))
     if len(subsets) > 1:
         print(format_subset_table(result["subsets"]))
     if args.json:
