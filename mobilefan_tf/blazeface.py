@@ -340,10 +340,12 @@ class BlazeFaceDetector(FaceDetector):
         return self.decode(self.invoke(square), matrix, threshold)
 
     def invoke(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's raw outputs for a letterboxed input: regressors [A, 16] and logits [A] (copies)."""
+        """The model's raw outputs for a letterboxed input: regressors [A, 16] and logits [A].
+
+        `get_tensor` returns copies, so they outlive the next `invoke`."""
         self.interpreter.set_tensor(self._input, (square[None].astype(np.float32) - 127.5) / 127.5)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._boxes)[0].copy(), self.interpreter.get_tensor(self._logits)[0, :, 0].copy()
+        return self.interpreter.get_tensor(self._boxes)[0], self.interpreter.get_tensor(self._logits)[0, :, 0]
 
     def decode(self, raw: tuple[np.ndarray, np.ndarray], matrix: np.ndarray, threshold: float | None = None):
         """`run_square`'s result from `invoke`'s outputs (so one pass can be decoded at two thresholds)."""
