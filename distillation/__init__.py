@@ -13,10 +13,11 @@ from .losses import (
 )
 
 _LAZY = ("Distiller", "check_landmark_model", "load_teacher")
+_LAZY_TFLITE = ("TFLiteTeacher", "with_teacher_heatmaps")
 
 __all__ = [
-    "Distiller", "check_landmark_model", "cosine_similarity_matrix", "feature_aligned_loss",
-    "feature_similarity_loss", "load_teacher", "make_adaptor",
+    "Distiller", "TFLiteTeacher", "check_landmark_model", "cosine_similarity_matrix", "feature_aligned_loss",
+    "feature_similarity_loss", "load_teacher", "make_adaptor", "with_teacher_heatmaps",
 ]
 
 
@@ -25,4 +26,8 @@ def __getattr__(name):
         from . import distiller
 
         return getattr(distiller, name)
+    if name in _LAZY_TFLITE:
+        from . import tflite_teacher
+
+        return getattr(tflite_teacher, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

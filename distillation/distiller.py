@@ -33,6 +33,7 @@ from mobilefan_tf.metrics import NormalizedMeanError
 from mobilefan_tf.models import FEATURE_NAMES
 
 from .losses import distillation_terms, make_adaptor
+from .tflite_teacher import TEACHER_HEATMAPS
 
 TERM_NAMES = ("heatmap_loss", "fa_loss", "fs_loss", "kd_loss")
 
@@ -98,7 +99,10 @@ class Distiller(keras.Model):
     Inputs (``x`` of `fit` / `call`): the student's images [B, s, s, 3] when
     r == 1, else a dict ``{"student": [B, s, s, 3], "teacher": [B, r*s, r*s, 3]}``
     holding the *same* augmented face at the two sizes (see
-    `mobilefan_tf.data.build_dataset(teacher_input_size=...)`). Targets: the
+    `mobilefan_tf.data.build_dataset(teacher_input_size=...)`), or, for output
+    KD alone, ``{"student": ..., "teacher_heatmaps": [B, r*Hm, r*Hm, K]}``: the
+    teacher's heatmaps computed in the input pipeline (`with_teacher_heatmaps`,
+    ~2x cheaper on the CPU through TFLite). Targets: the
     student's ground-truth heatmaps [B, s/4, s/4, K]. Sample weights: the
     label weight per item, 1 labelled, 0 unlabelled (no heatmap loss; the
     teacher terms still apply).
@@ -218,8 +222,11 @@ class Distiller(keras.Model):
 
     # ------------------------------------------------------------- forward
     def split_inputs(self, inputs):
-        """(student images, teacher images) from `fit`'s ``x`` (see the class docstring)."""
+        """(student images, teacher images) from `fit`'s ``x`` (see the class docstring); the
+        teacher "images" are the teacher's precomputed heatmaps when x carries them."""
         if isinstance(inputs, dict):
+            if TEACHER_HEATMAPS in inputs and "student" in inputs:
+                return inputs["student"], None
             missing = {"student", "teacher"} - set(inputs)
             if missing:
                 raise ValueError(f"Distiller inputs dict needs the keys 'student' and 'teacher', missing {missing}")
@@ -241,7 +248,14 @@ class Distiller(keras.Model):
         """
         s_img, t_img = self.split_inputs(inputs)
         out = {"student": self.student.feature_extractor(s_img, training=training)}
-        if getattr(self, "stages", None) is None or self.uses_teacher:
+        if t_img is None:  # heatmaps from the input pipeline (`with_teacher_heatmaps`): output KD only
+            if getattr(self, "fa_weight", 0.0) or getattr(self, "fs_weight", 0.0):
+                raise ValueError(
+                    "Precomputed teacher heatmaps (x['teacher_heatmaps']) serve output KD only: FAD and FSD "
+                    "need the teacher's features, so pass the teacher images instead (fa_weight / fs_weight > 0)"
+                )
+            out["teacher"] = {"heatmaps": inputs[TEACHER_HEATMAPS]}
+        elif getattr(self, "stages", None) is None or self.uses_teacher:
             out["teacher"] = self.teacher.feature_extractor(t_img, training=False)
         return out
 

@@ -109,6 +109,23 @@ def test_distill_smoke(runs):
 
 
 @pytest.mark.slow
+def test_distill_smoke_with_the_tflite_teacher(runs):
+    """Output KD with the teacher run by TFLite in the input pipeline; FAD / FSD are refused with it."""
+    teacher = runs / "teacher" / "best.keras"
+    refused = run_script("distill", "--smoke", f"--teacher={teacher}", "--teacher_runtime=tflite", "--fa_weight=0.01",
+                         f"--workdir={runs / 'distill_refused'}")
+    assert refused.returncode != 0 and "output KD only" in refused.stderr
+    proc = run_script("distill", "--smoke", f"--teacher={teacher}", "--teacher_runtime=tflite", "--kd_weight=1",
+                      f"--workdir={runs / 'distill_tflite'}")
+    check_ok(proc)
+    assert "float32 TFLite in the input pipeline" in proc.stdout
+    check_training_run(runs / "distill_tflite", ["loss", "heatmap_loss", "kd_loss", "val_kd_loss", "val_nme"])
+    with open(runs / "distill_tflite" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["kd_loss"]) > 0 and float(r["val_kd_loss"]) > 0 for r in rows)
+
+
+@pytest.mark.slow
 def test_evaluate_smoke(runs):
     models = [f"--model={runs / d / 'best.keras'}" for d in ("student", "distill")]
     check_ok(run_script("evaluate", "--smoke", *models, f"--workdir={runs / 'eval'}", "--face_size=12"))
