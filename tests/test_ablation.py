@@ -27,6 +27,11 @@ def test_rows_map_to_flags_and_share_runs(parsed):
     key, argv = ablation.row_command("best_s1")
     assert key == "fsd+kd_s1" and "--fs_weight=5e-3" in argv and "--kd_weight=1" in argv
     assert "--kd_weight=0" not in argv
+    assert not any(a.startswith("--teacher_runtime") for a in argv)
+    FLAGS.teacher_runtime = "tflite"  # output-KD rows only, same run key (a row resumes under either runtime)
+    assert ablation.row_command("kd_s0") == ("kd_s0", [*ablation.row_command("kd_s0")[1][:-1], "--teacher_runtime=tflite"])
+    assert ablation.row_command("kd_s0")[1][-2] == "--kd_weight=1"
+    assert "--teacher_runtime=tflite" not in ablation.row_command("best_s1")[1]  # FSD needs the Keras teacher
     FLAGS.best_terms = ["dark"]
     with pytest.raises(Exception, match="terms must be among"):
         ablation.row_command("best_s0")
