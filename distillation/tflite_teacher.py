@@ -59,11 +59,12 @@ class TFLiteTeacher:
 
     def __call__(self, images) -> np.ndarray:
         images = np.asarray(images, np.float32)
-        b, want = images.shape[0], (self.input_size, self.input_size, 3)
-        if images.ndim != 4 or images.shape[1:] != want or not 1 <= b <= self.batch_size:
+        want = (self.input_size, self.input_size, 3)
+        if images.ndim != 4 or images.shape[1:] != want or not 1 <= images.shape[0] <= self.batch_size:
             raise ValueError(
                 f"TFLiteTeacher takes [b <= {self.batch_size}, {want[0]}, {want[1]}, 3] images, got {images.shape}"
             )
+        b = images.shape[0]
         if b < self.batch_size:  # the last partial batch of an epoch
             images = np.concatenate([images, np.zeros((self.batch_size - b, *want), np.float32)])
         with self._lock:

@@ -29,8 +29,8 @@ def test_rows_map_to_flags_and_share_runs(parsed):
     assert "--kd_weight=0" not in argv
     assert not any(a.startswith("--teacher_runtime") for a in argv)
     FLAGS.teacher_runtime = "tflite"  # output-KD rows only, same run key (a row resumes under either runtime)
-    assert ablation.row_command("kd_s0") == ("kd_s0", [*ablation.row_command("kd_s0")[1][:-1], "--teacher_runtime=tflite"])
-    assert ablation.row_command("kd_s0")[1][-2] == "--kd_weight=1"
+    key, argv = ablation.row_command("kd_s0")
+    assert key == "kd_s0" and argv[-2:] == ["--kd_weight=1", "--teacher_runtime=tflite"]
     assert "--teacher_runtime=tflite" not in ablation.row_command("best_s1")[1]  # FSD needs the Keras teacher
     FLAGS.best_terms = ["dark"]
     with pytest.raises(Exception, match="terms must be among"):

@@ -55,6 +55,8 @@ def test_tflite_heatmaps_equal_the_keras_teachers_also_for_a_partial_batch(teach
         runner(np.zeros((B + 1, 2 * S, 2 * S, 3), "float32"))
     with pytest.raises(ValueError, match=r"b <= 4, 128, 128"):
         runner(np.zeros((1, S, S, 3), "float32"))
+    with pytest.raises(ValueError, match=r"got \(\)"):  # not even a batch
+        runner(0.0)
 
 
 def test_distiller_with_pipeline_heatmaps_has_the_keras_teachers_loss_and_gradients(teacher_and_runner):
