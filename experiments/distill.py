@@ -85,9 +85,6 @@ def tflite_teacher_data(teacher, batch_size: int, train_ds, val_ds):
     """Both datasets with the teacher's heatmaps (TFLite) in place of its images (--teacher_runtime tflite)."""
     from distillation import TFLiteTeacher, with_teacher_heatmaps
 
-    if FLAGS.fa_weight or FLAGS.fs_weight:
-        raise app.UsageError("--teacher_runtime tflite serves output KD only: FAD / FSD need the teacher's features "
-                             "(set --fa_weight 0 --fs_weight 0, or use --teacher_runtime keras)")
     threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count() or 1)
     runner = TFLiteTeacher(teacher, batch_size, num_threads=threads)
     print(f"teacher: float32 TFLite in the input pipeline, batch {batch_size}, {threads} thread(s)")
@@ -100,6 +97,9 @@ def main(argv):
 
     if not FLAGS.teacher and not FLAGS.smoke:
         raise app.UsageError("--teacher PATH.keras is required (or --smoke)")
+    if FLAGS.teacher_runtime == "tflite" and (FLAGS.fa_weight or FLAGS.fs_weight):  # before any data or model loads
+        raise app.UsageError("--teacher_runtime tflite serves output KD only: FAD / FSD need the teacher's features "
+                             "(set --fa_weight 0 --fs_weight 0, or use --teacher_runtime keras)")
     config = script_setup.train_config()
     strategy = script_setup.get_strategy(FLAGS.strategy)
     with strategy.scope():

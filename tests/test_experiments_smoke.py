@@ -110,7 +110,7 @@ def test_distill_smoke(runs):
 
 @pytest.mark.slow
 def test_distill_smoke_with_the_tflite_teacher(runs):
-    """Output KD with the teacher run by TFLite in the input pipeline (FAD / FSD refusal: test_distill_tflite_teacher)."""
+    """Output KD with the teacher run by TFLite in the input pipeline (FAD / FSD refused: the test below)."""
     teacher = runs / "teacher" / "best.keras"
     proc = run_script("distill", "--smoke", f"--teacher={teacher}", "--teacher_runtime=tflite", "--kd_weight=1",
                       f"--workdir={runs / 'distill_tflite'}")
@@ -150,6 +150,12 @@ def test_export_smoke(runs):
 def test_distill_needs_a_teacher(tmp_path):
     proc = run_script("distill", f"--workdir={tmp_path}")
     assert proc.returncode != 0 and "--teacher" in proc.stderr
+
+
+def test_distill_tflite_teacher_refuses_fad_before_loading_anything(tmp_path):
+    proc = run_script("distill", "--smoke", "--teacher_runtime=tflite", "--fa_weight=0.01", f"--workdir={tmp_path}")
+    assert proc.returncode != 0 and "output KD only" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.listdir(tmp_path)  # refused before the work directory was written
 
 
 def test_missing_data_dir_is_one_clear_error(tmp_path):
