@@ -76,13 +76,13 @@ def test_bad_inputs():
         decode_heatmaps(np.zeros((8, 8, 2)))
 
 
-def _reference_decode(maps, method, sigma):
-    """NumPy DARK / quarter on whole maps: zero-padded separable blur of every pixel, then the
-    peak's 3x3 neighbourhood (edge values outside), the Newton step on its log."""
+def _reference_decode(maps, method, sigma, radius=None):
+    """NumPy DARK / quarter on whole maps: zero-padded separable blur of every pixel (a Gaussian cut at
+    `radius`, default 2 sigma), then the peak's 3x3 neighbourhood (edge values outside), the Newton step on its log."""
     b, h, w, k = maps.shape
     src = maps.astype(np.float64)
     if method == "dark" and sigma:
-        radius = int(np.ceil(3 * sigma))
+        radius = int(np.ceil(2 * sigma)) if radius is None else radius
         g = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
         g /= g.sum()
         pad = np.pad(src, [(0, 0), (radius, radius), (radius, radius), (0, 0)])
@@ -117,14 +117,31 @@ def _reference_decode(maps, method, sigma):
     return out
 
 
-@pytest.mark.parametrize("method,sigma", [("dark", 1.0), ("dark", 2.0), ("dark", None), ("quarter", None)])
-def test_decode_matches_whole_map_reference(method, sigma):
+@pytest.mark.parametrize(
+    "method,sigma,radius",
+    [("dark", 1.0, None), ("dark", 1.0, 3), ("dark", 2.0, None), ("dark", None, None), ("quarter", None, None)],
+)
+def test_decode_matches_whole_map_reference(method, sigma, radius):
     # DARK blurs only the window around each peak; it must equal blurring the whole map, border
     # peaks (zeros beyond the edge) and noisy, non-Gaussian maps included.
     rng = np.random.default_rng(3)
     lm = rng.uniform(-1.0, 24.0, size=(3, 17, 2)).astype(np.float32)
     lm[0, :4] = [[0.0, 5.0], [23.0, 23.0], [11.0, 0.3], [0.1, 0.2]]  # on the border
     maps = np.asarray(encode_heatmaps(lm, 24, 1.5)) + rng.uniform(0, 0.4, (3, 24, 24, 17)).astype(np.float32)
-    got, scores = decode_heatmaps(maps, method, blur_sigma=sigma)
-    np.testing.assert_allclose(np.asarray(got), _reference_decode(maps, method, sigma), atol=2e-4)
+    got, scores = decode_heatmaps(maps, method, blur_sigma=sigma, blur_radius=radius)
+    np.testing.assert_allclose(np.asarray(got), _reference_decode(maps, method, sigma, radius), atol=2e-4)
     np.testing.assert_allclose(np.asarray(scores), maps.max(axis=(1, 2)), rtol=1e-6)
+
+
+def test_default_blur_is_sigma_1_5_cut_at_radius_3():
+    # The default decoder (MODEL_CARD.md, "Heatmap decoding") reads the same 9x9 window around each peak as the
+    # former sigma-1.0 one (cut at 3 sigma), so exported graphs cost the same; its values are the reference's.
+    rng = np.random.default_rng(4)
+    lm = rng.uniform(2.0, 29.0, size=(2, 9, 2)).astype(np.float32)
+    maps = np.asarray(encode_heatmaps(lm, 32, 1.0)) + rng.uniform(0, 0.3, (2, 32, 32, 9)).astype(np.float32)
+    got, _ = decode_heatmaps(maps)
+    np.testing.assert_allclose(np.asarray(got), _reference_decode(maps, "dark", 1.5, 3), atol=2e-4)
+    assert not np.allclose(np.asarray(got), _reference_decode(maps, "dark", 1.0, 3), atol=2e-3)
+    from mobilefan_tf.heatmaps import _window_weights
+
+    assert _window_weights(1.5)[1].shape == _window_weights(1.0, 3)[1].shape == (9, 81)
