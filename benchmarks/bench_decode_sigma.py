@@ -115,7 +115,9 @@ def decode_times(sizes=(64, 32), runs: int = 200, repeats: int = 5) -> list:
             for name, graph in graphs.items():
                 ms[name].append(timed(graph, maps, runs)[1])
         former, default = (float(np.median(ms[k])) for k in ("former", "default"))
-        rows.append({"heatmaps": [size, size, 68], "former_ms": former, "default_ms": default, "ratio": default / former})
+        rows.append(
+            {"heatmaps": [size, size, 68], "former_ms": former, "default_ms": default, "ratio": default / former}
+        )
     return rows
 
 
@@ -157,10 +159,14 @@ def main() -> None:
             print(f"| {os.path.basename(path)} | {row['sigma']} | {row['radius']} | {row['nme_one_pass']:.3f} % | "
                   f"{row['nme_flip']:.3f} % | {row['gain_one_pass']:+.3f} ({row['gain_se_one_pass']:.3f}) |")  # fmt: skip
         m = out["models"][path]
-        print(f"2-fold gain (sigma picked on one half): one pass {m['two_fold_gain_one_pass']:+.3f}, flip {m['two_fold_gain_flip']:+.3f}")
+        print(
+            f"2-fold gain (sigma picked on one half): one pass {m['two_fold_gain_one_pass']:+.3f}, flip {m['two_fold_gain_flip']:+.3f}"
+        )
     out["tflite_decode_ms"] = decode_times()
     for r in out["tflite_decode_ms"]:
-        print(f"TFLite decode {r['heatmaps']}: former {r['former_ms']:.3f} ms, default {r['default_ms']:.3f} ms, x{r['ratio']:.2f}")
+        print(
+            f"TFLite decode {r['heatmaps']}: former {r['former_ms']:.3f} ms, default {r['default_ms']:.3f} ms, x{r['ratio']:.2f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
