@@ -26,7 +26,7 @@ from mobilefan_tf.ops import resolve
 # DARK's default smoothing: a Gaussian of sigma 1.5 heatmap pixels, cut at 2 sigma (radius 3, 7 taps):
 # the same window, hence the same cost, as the former default (sigma 1.0 cut at 3 sigma). Measured on
 # the 201 validation faces (MODEL_CARD.md, "Heatmap decoding"): the lite model's NME 3.70 -> 3.68 % one
-# pass, the default's 3.24 -> 3.23 %; the curve is flat from sigma 1.25 to 2.5, cutting at 2 sigma
+# pass, the default's 3.24 -> 3.23 %; the curve is flat from sigma 1.25 to 2.0, cutting at 2 sigma
 # costs nothing measurable, and choosing sigma on one half of the faces gives the same gain on the other.
 DEFAULT_BLUR_SIGMA = 1.5
 
