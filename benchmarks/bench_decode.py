@@ -59,6 +59,13 @@ def to_tflite(fn, shape) -> bytes:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def noisy_heatmaps(size: int, keypoints: int, rng: np.random.Generator) -> np.ndarray:
+    """[1, size, size, keypoints] Gaussians (sigma 1.5) at random interior centres, plus N(0, 0.02) noise."""
+    centres = rng.uniform(2, size - 3, (1, keypoints, 2)).astype(np.float32)
+    noise = rng.normal(0, 0.02, (1, size, size, keypoints)).astype(np.float32)
+    return np.asarray(encode_heatmaps(centres, size, sigma=1.5)) + noise
+
+
 def timed(flatbuffer: bytes, heatmaps: np.ndarray, runs: int) -> tuple[np.ndarray, float, float]:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -89,8 +96,7 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         shape = (1, size, size, args.keypoints)
-        centres = rng.uniform(2, size - 3, (1, args.keypoints, 2)).astype(np.float32)
-        heatmaps = np.asarray(encode_heatmaps(centres, size, sigma=1.5)) + rng.normal(0, 0.02, shape).astype(np.float32)
+        heatmaps = noisy_heatmaps(size, args.keypoints, rng)
         before, before_ms, before_min = timed(to_tflite(lambda h: former(h, method="dark", blur_sigma=1.0)[0], shape), heatmaps, args.runs)
         now, now_ms, now_min = timed(to_tflite(lambda h: decode_heatmaps(h, method="dark", blur_sigma=1.0, blur_radius=3)[0], shape), heatmaps, args.runs)
         rows.append({

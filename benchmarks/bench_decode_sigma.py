@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from mobilefan_tf.heatmaps import DEFAULT_BLUR_SIGMA, decode_heatmaps, decode_to_input, encode_heatmaps  # noqa: E402
+from mobilefan_tf.heatmaps import DEFAULT_BLUR_SIGMA, decode_heatmaps, decode_to_input  # noqa: E402
 
 FORMER = (1.0, 3)  # sigma, radius of the decoder before 2026-12-08 (cut at 3 sigma)
 GRID = [FORMER, (0.5, None), (0.75, None), (1.25, 3), (1.5, 3), (2.0, 3), (2.0, 4), (2.5, 3), (3.0, 3), (1.5, 2)]
@@ -99,13 +99,12 @@ def two_fold_gain(table: dict, former: np.ndarray, rng: np.random.Generator, spl
 
 
 def decode_times(sizes=(64, 32), runs: int = 200, repeats: int = 5) -> list:
-    from bench_decode import timed, to_tflite
+    from bench_decode import noisy_heatmaps, timed, to_tflite
 
     rows, rng = [], np.random.default_rng(0)
     for size in sizes:
         shape = (1, size, size, 68)
-        centres = rng.uniform(2, size - 3, (1, 68, 2)).astype(np.float32)
-        maps = np.asarray(encode_heatmaps(centres, size, sigma=1.5)) + rng.normal(0, 0.02, shape).astype(np.float32)
+        maps = noisy_heatmaps(size, 68, rng)
         graphs = {
             "former": to_tflite(lambda m: decode_heatmaps(m, blur_sigma=FORMER[0], blur_radius=FORMER[1])[0], shape),
             "default": to_tflite(lambda m: decode_heatmaps(m)[0], shape),
@@ -138,27 +137,20 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for path in args.models:
         h = heatmaps_of(path, samples)
-        rows = []
-        for flip in (False, True):
+        rows = {(s, r): {"sigma": s, "radius": r} for s, r in GRID}
+        m = out["models"][path] = {}
+        for key, flip in (("one_pass", False), ("flip", True)):
             table = {(s, r): per_image_nme(h, s, r, flip) for s, r in GRID}
             former = table[FORMER]
-            for (s, r), nme in table.items():
+            for setting, nme in table.items():
                 diff = former - nme
-                row = next((x for x in rows if x["sigma"] == s and x["radius"] == r), None)
-                if row is None:
-                    row = {"sigma": s, "radius": r}
-                    rows.append(row)
-                key = "flip" if flip else "one_pass"
-                row[f"nme_{key}"] = float(nme.mean())
-                row[f"gain_{key}"] = float(diff.mean())
-                row[f"gain_se_{key}"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
-            out_key = "two_fold_gain_flip" if flip else "two_fold_gain_one_pass"
-            out["models"].setdefault(path, {})[out_key] = two_fold_gain(table, former, rng)
-        out["models"][path]["rows"] = rows
+                rows[setting].update({f"nme_{key}": float(nme.mean()), f"gain_{key}": float(diff.mean()),
+                                      f"gain_se_{key}": float(diff.std(ddof=1) / np.sqrt(len(diff)))})  # fmt: skip
+            m[f"two_fold_gain_{key}"] = two_fold_gain(table, former, rng)
+        rows = m["rows"] = list(rows.values())
         for row in rows:
             print(f"| {os.path.basename(path)} | {row['sigma']} | {row['radius']} | {row['nme_one_pass']:.3f} % | "
                   f"{row['nme_flip']:.3f} % | {row['gain_one_pass']:+.3f} ({row['gain_se_one_pass']:.3f}) |")  # fmt: skip
-        m = out["models"][path]
         print(
             f"2-fold gain (sigma picked on one half): one pass {m['two_fold_gain_one_pass']:+.3f}, flip {m['two_fold_gain_flip']:+.3f}"
         )
