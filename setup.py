@@ -37,7 +37,7 @@ setup(
     ],
     extras_require={
         # jax: the scripts under KERAS_BACKEND=jax (tests/test_backends.py, tests/test_distill_backends.py).
-        "test": ["pytest", "pytest-xdist", "ruff", "jax>=0.4.30"],
+        "test": ["pytest", "pytest-xdist>=3.8", "ruff", "jax>=0.4.30"],
         "jax": ["jax>=0.4.30"],
         # dlib's 68-point shape predictor file, for the comparison rows of `mobilefan benchmark`.
         "bench": ["face_recognition_models"],
