@@ -137,6 +137,8 @@ def decode_heatmaps(
     """
     if method not in ("argmax", "quarter", "dark"):
         raise ValueError(f"Unknown decode method {method!r}: use argmax, quarter or dark")
+    if blur_radius is not None and int(blur_radius) < 1:
+        raise ValueError(f"blur_radius must be a whole number of heatmap pixels >= 1 (or None), got {blur_radius!r}")
     ops = resolve(ops)
     heatmaps = ops.cast(ops.convert_to_tensor(heatmaps), "float32")
     if len(heatmaps.shape) != 4:

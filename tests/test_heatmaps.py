@@ -74,6 +74,8 @@ def test_bad_inputs():
         decode_heatmaps(np.zeros((1, 8, 8, 2)), "median")
     with pytest.raises(ValueError, match=r"\[B, H, W, K\]"):
         decode_heatmaps(np.zeros((8, 8, 2)))
+    with pytest.raises(ValueError, match="blur_radius must be"):
+        decode_heatmaps(np.zeros((1, 8, 8, 2)), blur_radius=0)
 
 
 def _reference_decode(maps, method, sigma, radius=None):
